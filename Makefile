@@ -1,0 +1,33 @@
+# Two commands for a fresh machine (see README):
+#   make study   set up .venv and run the default study
+#   make test    set up .venv and run the test suite
+VENV := .venv
+BIN := $(VENV)/bin
+# Offline by design: the default study never touches the Hugging Face hub.
+RUN_ENV := PATH="$(CURDIR)/$(BIN):$$PATH" HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
+	HF_HUB_DISABLE_PROGRESS_BARS=1 MPLBACKEND=Agg TOKENIZERS_PARALLELISM=false
+
+.PHONY: setup study test lint clean
+
+setup: $(VENV)/.installed
+
+# torch first, pinned: a bare `pip install peft` resolves a multi-GB CUDA build of a newer torch.
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "torch==2.13.0"
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+study: setup
+	$(RUN_ENV) $(BIN)/snakemake --cores all
+
+test: setup
+	$(RUN_ENV) $(BIN)/python -m pytest -q
+
+lint: setup
+	$(RUN_ENV) $(BIN)/ruff check amuro tests benchmarks
+	$(RUN_ENV) $(BIN)/snakemake --lint
+
+clean:
+	rm -rf results logs .snakemake

@@ -1,0 +1,113 @@
+"""Shared fixtures: a tiny random OLMo checkpoint and small eval sets, built in seconds."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Import `amuro` from this checkout even when it is not pip-installed into the venv.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pytest  # noqa: E402
+
+LABEL_WORDS = ("entailment", "neutral", "contradiction", "yes", "no")
+
+SENTENCES = [
+    "The cat sat on the mat.",
+    "A dog runs in the park every morning.",
+    "The river flows past the old mill.",
+    "Anna reads a book about the sea.",
+    "Is the sky blue? yes. Is grass red? no.",
+    "The premise entails the hypothesis: entailment, neutral or contradiction.",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """Folder with a tiny random OlmoForCausalLM (safetensors) and its BPE tokenizer.
+
+    The label words are single tokens; context length is 128 tokens.
+    """
+    import torch
+    from transformers import OlmoConfig, OlmoForCausalLM
+
+    from amuro.tokenizer import train_tokenizer
+
+    path = tmp_path_factory.mktemp("tiny_checkpoint")
+    tokenizer = train_tokenizer(SENTENCES * 20, vocab_size=400, whole_words=LABEL_WORDS)
+    eos = tokenizer.eos_token_id
+    config = OlmoConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        bos_token_id=eos,
+        eos_token_id=eos,
+        pad_token_id=eos,
+    )
+    torch.manual_seed(0)
+    model = OlmoForCausalLM(config)
+    model.save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> str:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return str(path)
+
+
+NLI_LABELS = ("entailment", "neutral", "contradiction")
+
+
+def _nli_rows(prefix: str, n: int) -> list[dict]:
+    return [
+        {
+            "id": f"{prefix}{i}",
+            "fields": {"premise": SENTENCES[i % 4], "hypothesis": SENTENCES[(i + 1) % 4]},
+            "target": NLI_LABELS[i % 3],
+        }
+        for i in range(n)
+    ]
+
+
+def _summ_rows(prefix: str, n: int) -> list[dict]:
+    return [
+        {
+            "id": f"{prefix}{i}",
+            "fields": {"passage": " ".join(SENTENCES[i % 4 : i % 4 + 2])},
+            "target": SENTENCES[i % 4].rstrip("."),
+        }
+        for i in range(n)
+    ]
+
+
+@pytest.fixture
+def eval_sets(tmp_path):
+    """Two small eval sets (NLI classification, summarization generation) as EvalSet objects."""
+    from amuro.tasks import EvalSet, TaskSpec
+
+    nli = TaskSpec("nli", "classification", "nli", labels=NLI_LABELS, metric="accuracy")
+    summ = TaskSpec("summ", "generation", "summarization", metric="rougeL", max_new_tokens=8)
+    return {
+        "tw_nli": EvalSet(
+            "tw_nli",
+            nli,
+            "ID",
+            _write_jsonl(tmp_path / "nli_test.jsonl", _nli_rows("t", 6)),
+            _write_jsonl(tmp_path / "nli_demo.jsonl", _nli_rows("d", 8)),
+        ),
+        "tw_summ": EvalSet(
+            "tw_summ",
+            summ,
+            "OOD",
+            _write_jsonl(tmp_path / "summ_test.jsonl", _summ_rows("t", 5)),
+            _write_jsonl(tmp_path / "summ_demo.jsonl", _summ_rows("d", 8)),
+        ),
+    }

@@ -1,0 +1,113 @@
+"""A pre-trained series reloads exactly as saved, and a short fine-tune lowers training loss."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from amuro.errors import AmuroError
+from amuro.finetune import main as finetune_main
+from amuro.io import sha256_file
+from amuro.make_world import main as make_world_main
+from amuro.modeling import load_model, load_tokenizer
+from amuro.pretrain import main as pretrain_main
+from amuro.scoring import first_subtoken_ids
+
+MODEL = {"model_type": "olmo", "hidden_size": 32, "num_hidden_layers": 1,
+         "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 128}
+TRAIN = {"batch_size": 4, "seq_len": 64, "lr": 3e-3, "warmup_steps": 2, "vocab_size": 400,
+         "log_every": 5}
+NLI = {"name": "nli", "type": "classification", "template": "nli",
+       "labels": ["entailment", "neutral", "contradiction"]}
+
+
+@pytest.fixture(scope="module")
+def series(tmp_path_factory):
+    root = tmp_path_factory.mktemp("series")
+    make_world_main([
+        "--people", "8", "--documents", "300", "--train-size", "48", "--demo-size", "4",
+        "--test-size", "8", "--datasets", "tw_nli", "--corpus", str(root / "corpus.txt"),
+        "--data-dir", str(root / "data"), "--summary", str(root / "summary.json"),
+    ])
+    pretrain_main([
+        "--corpus", str(root / "corpus.txt"), "--out-dir", str(root / "ckpt"),
+        "--save-steps", "0", "4", "10", "--model-config", json.dumps(MODEL),
+        "--train", json.dumps(TRAIN), "--whole-words", *NLI["labels"],
+    ])
+    return root
+
+
+def test_series_reloads_with_manifest(series):
+    manifest = json.loads((series / "ckpt" / "manifest.json").read_text())
+    steps = [c["step"] for c in manifest["checkpoints"]]
+    assert steps == [0, 4, 10]
+    hashes = set()
+    for entry in manifest["checkpoints"]:
+        folder = series / "ckpt" / entry["path"]
+        assert entry["tokens"] == entry["step"] * TRAIN["batch_size"] * TRAIN["seq_len"]
+        assert sha256_file(folder / "model.safetensors") == entry["sha256"]
+        model, tok = load_model(folder), load_tokenizer(folder)
+        assert model.config.model_type == "olmo"
+        first_subtoken_ids(tok, NLI["labels"], task="nli")  # labels stay whole tokens
+        hashes.add(entry["sha256"])
+    assert len(hashes) == 3  # training changed the weights between checkpoints
+
+
+def test_pretraining_is_deterministic(series, tmp_path):
+    pretrain_main([
+        "--corpus", str(series / "corpus.txt"), "--out-dir", str(tmp_path / "again"),
+        "--save-steps", "4", "--model-config", json.dumps(MODEL), "--train", json.dumps(TRAIN),
+        "--whole-words", *NLI["labels"],
+    ])
+    again = json.loads((tmp_path / "again" / "manifest.json").read_text())["checkpoints"][0]
+    first = json.loads((series / "ckpt" / "manifest.json").read_text())["checkpoints"][1]
+    assert again["sha256"] == first["sha256"]
+
+
+def test_short_finetune_lowers_training_loss(series, tmp_path):
+    out = tmp_path / "ft"
+    finetune_main([
+        "--checkpoint", str(series / "ckpt" / "step10"),
+        "--train", str(series / "data" / "tw_nli" / "train.jsonl"), "--task", json.dumps(NLI),
+        "--settings", json.dumps({"epochs": 4, "batch_size": 8, "lr": 3e-3, "max_length": 128,
+                                  "seed": 1, "max_examples": 48}),
+        "--out", str(out),
+    ])
+    settings = json.loads((out / "settings.json").read_text())
+    log = [line.split(",") for line in (out / "train_log.csv").read_text().splitlines()[1:]]
+    first_epoch = [float(r[2]) for r in log if r[1] == "1"]
+    last_epoch = [float(r[2]) for r in log if r[1] == "4"]
+    assert sum(last_epoch) / len(last_epoch) < 0.8 * sum(first_epoch) / len(first_epoch)
+    assert settings["n_examples"] == 48 and settings["steps"] == 24
+    reloaded = load_model(out)
+    base = load_model(series / "ckpt" / "step10")
+    assert not torch.equal(reloaded.lm_head.weight, base.lm_head.weight)
+
+
+def test_lora_switch_trains_adapters_and_saves_a_plain_model(series, tmp_path):
+    out = tmp_path / "lora"
+    finetune_main([
+        "--checkpoint", str(series / "ckpt" / "step10"),
+        "--train", str(series / "data" / "tw_nli" / "train.jsonl"), "--task", json.dumps(NLI),
+        "--settings", json.dumps({"epochs": 1, "batch_size": 8, "lr": 1e-2, "max_length": 128,
+                                  "lora": {"r": 4, "alpha": 8}}),
+        "--out", str(out),
+    ])
+    from safetensors import safe_open
+
+    assert load_model(out).config.model_type == "olmo"
+    with safe_open(out / "model.safetensors", "pt") as weights:
+        keys = list(weights.keys())
+    assert keys and not any("lora" in k for k in keys)  # adapters merged into the weights
+
+
+def test_finetune_rejects_bad_settings_and_labels(series, tmp_path):
+    args = ["--checkpoint", str(series / "ckpt" / "step10"),
+            "--train", str(series / "data" / "tw_nli" / "train.jsonl"), "--out", str(tmp_path)]
+    with pytest.raises(AmuroError, match="'lr' must be > 0"):
+        finetune_main([*args, "--task", json.dumps(NLI), "--settings", '{"lr": -1}'])
+    two_labels = {**NLI, "labels": ["entailment", "neutral"]}
+    with pytest.raises(AmuroError, match="field 'target' is 'contradiction'"):
+        finetune_main([*args, "--task", json.dumps(two_labels)])

@@ -1,0 +1,86 @@
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from amuro.errors import AmuroError
+from amuro.modeling import load_model, load_tokenizer
+from amuro.scoring import classify, first_subtoken_ids, generate_greedy, postprocess_generation
+from amuro.tokenizer import train_tokenizer
+
+
+def test_first_subtoken_ids_distinct_labels(tiny_checkpoint):
+    tok = load_tokenizer(tiny_checkpoint)
+    labels = ["entailment", "neutral", "contradiction"]
+    ids = first_subtoken_ids(tok, labels, task="nli")
+    assert ids == [tok(" " + lab, add_special_tokens=False)["input_ids"][0] for lab in labels]
+    assert len(set(ids)) == 3
+
+
+def test_first_subtoken_ids_shared_raises():
+    # With no merges at all, every " label" starts with the same byte token "Ġ".
+    tok = train_tokenizer(["ab"], vocab_size=257)
+    with pytest.raises(AmuroError) as err:
+        first_subtoken_ids(tok, ["entailment", "neutral"], task="nli")
+    msg = str(err.value)
+    assert "task 'nli'" in msg and "'entailment' and 'neutral'" in msg
+    assert "share first sub-token 'Ġ'" in msg and "\n" not in msg
+
+
+class StubModel(torch.nn.Module):
+    """Fixed next-token logits: a non-label token (0) always scores highest; among the label
+    tokens (3, 5, 7), the one chosen by the prompt's last token wins."""
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+        self.masks = []
+
+    def forward(self, input_ids, attention_mask, position_ids):
+        self.masks.append(attention_mask.clone())
+        logits = torch.zeros(*input_ids.shape, 10)
+        logits[..., 0] = 100.0
+        winner = torch.tensor([3, 5, 7])[input_ids[:, -1] % 3]
+        logits[torch.arange(len(input_ids)), -1, winner] = 2.0
+        return SimpleNamespace(logits=logits)
+
+
+def test_classify_argmax_over_label_tokens_only():
+    model = StubModel()
+    tok = SimpleNamespace(pad_token_id=9, eos_token_id=9)
+    prompts = [[1, 2], [4, 4, 4, 4, 1], [8], [6, 6, 6, 0]]  # last tokens -> labels 2, 1, 2, 0
+    out = classify(model, tok, prompts, [3, 5, 7], batch_size=2)
+    assert [pred for pred, _ in out] == [2, 1, 2, 0]
+    assert out[3][1] == [2.0, 0.0, 0.0]
+    # Longest first, left-padded: the first batch holds lengths 5 and 4.
+    assert model.masks[0].tolist() == [[1, 1, 1, 1, 1], [0, 1, 1, 1, 1]]
+
+
+PROMPTS = [
+    "The cat sat on the mat.",
+    "Anna reads",
+    "A dog runs in the park every morning. The river flows past the old mill. Is the",
+    "The",
+    "### Premise:\nThe cat sat.\n### Label:",
+]
+
+
+def test_batched_equals_one_by_one(tiny_checkpoint):
+    model, tok = load_model(tiny_checkpoint), load_tokenizer(tiny_checkpoint)
+    ids = [tok(p, add_special_tokens=False)["input_ids"] for p in PROMPTS]
+    batched = generate_greedy(model, tok, ids, max_new_tokens=12, batch_size=3)
+    single = generate_greedy(model, tok, ids, max_new_tokens=12, batch_size=1)
+    assert batched == single
+    assert any(batched)
+
+    labels = first_subtoken_ids(tok, ["yes", "no", "neutral"])
+    c_batched = classify(model, tok, ids, labels, batch_size=4)
+    c_single = classify(model, tok, ids, labels, batch_size=1)
+    assert [p for p, _ in c_batched] == [p for p, _ in c_single]
+    for (_, a), (_, b) in zip(c_batched, c_single, strict=True):
+        assert a == pytest.approx(b, abs=1e-4)
+
+
+def test_postprocess_generation():
+    assert postprocess_generation("  Paris is nice \nand more") == "Paris is nice"
+    assert postprocess_generation("\nlater") == ""

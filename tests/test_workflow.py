@@ -1,0 +1,129 @@
+"""The Snakemake workflow: dry runs, lint, config validation, and one real end-to-end run."""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_CONFIG = ROOT / "config" / "test" / "config.yaml"
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+       "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+       "MPLBACKEND": "Agg"}
+
+
+def snakemake(*args, cwd=ROOT, check=True):
+    cmd = [str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), *args]
+    proc = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n"
+                             f"{proc.stderr[-3000:]}")
+    return proc
+
+
+def job_counts(output: str) -> dict[str, int]:
+    table = output.split("Job stats:")[1].split("total")[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
+
+
+def test_dry_run_lists_the_full_default_grid():
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    n_steps = len(cfg["models"]["tiny"]["steps"])
+    n_train = sum(1 for t in cfg["tasks"].values() if t.get("train"))
+    counts = job_counts(snakemake("-n").stdout)
+    assert counts["make_world"] == 1 and counts["pretrain_tiny"] == 1
+    assert counts["finetune"] == n_steps * n_train
+    assert counts["evaluate"] == n_steps * (n_train + 1)
+    assert counts["aggregate"] == 1
+
+
+def test_lint_is_clean():
+    proc = snakemake("--lint", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_default_config_agrees_with_schema():
+    import jsonschema
+
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    for path in (ROOT / "config" / "config.yaml", TEST_CONFIG):
+        jsonschema.validate(yaml.safe_load(path.read_text()), schema)
+
+
+def _broken(tmp_path, edit) -> Path:
+    cfg = yaml.safe_load(TEST_CONFIG.read_text())
+    edit(cfg)
+    path = tmp_path / "broken.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda c: c["finetune"].update(lr=-0.1), "finetune.lr: -0.1 is less than or equal"),
+        (lambda c: c["world"].pop("seed"), "world: 'seed' is a required property"),
+        (lambda c: c["tasks"]["nli"].update(ood=["tw_mystery"]),
+         "tasks.nli.ood: unknown dataset 'tw_mystery'"),
+        (lambda c: c["tasks"].update(bogus={"type": "ranking", "template": "nli", "id": ["x"]}),
+         "tasks.bogus.type: 'ranking' is not one of"),
+        (lambda c: c["finetune"].update(per_task={"poetry": {"lr": 1e-3}}),
+         "finetune.per_task.poetry: unknown task"),
+    ],
+)
+def test_bad_config_stops_with_one_line_before_any_job(tmp_path, edit, expected):
+    proc = snakemake("-n", "--configfile", str(_broken(tmp_path, edit)), "--directory",
+                     str(tmp_path), check=False)
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: config:")]
+    assert len(errors) == 1 and expected in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.slow
+def test_end_to_end_small_study(tmp_path):
+    work = tmp_path / "study"
+    work.mkdir()
+    snakemake("--cores", "2", "--configfile", str(TEST_CONFIG), "--directory", str(work))
+
+    with open(work / "results" / "perf.csv") as fh:
+        perf = list(csv.DictReader(fh))
+    # per step: base 5 sets x 2 formats x 2 shots + 2 fine-tuned models x 4 sets x 2 formats
+    assert len(perf) == 2 * (5 * 2 * 2 + 2 * 4 * 2)
+    assert {r["role"] for r in perf} == {"ID", "OOD", "cross"}
+    assert all(0.0 <= float(r["value"]) <= 1.0 and int(r["n"]) == 8 for r in perf)
+    assert {r["tokens"] for r in perf if r["step"] == "6"} == {str(6 * 4 * 64)}
+    with open(work / "results" / "mrc.csv") as fh:
+        mrc = list(csv.DictReader(fh))
+    assert sorted((r["step"], r["train_task"]) for r in mrc) == [
+        ("0", "nli"), ("0", "summarization"), ("6", "nli"), ("6", "summarization")]
+    for rule in ("pretrain", "finetune", "evaluate"):
+        assert list((work / "results" / "benchmarks" / rule).rglob("*.tsv")), rule
+    assert (work / "logs" / "aggregate" / "aggregate.log").exists()
+
+    # Nothing left to do; then one changed training setting reruns only what depends on it.
+    assert "Nothing to be done" in snakemake("-n", "--configfile", str(TEST_CONFIG),
+                                             "--directory", str(work)).stdout
+    changed = yaml.safe_load(TEST_CONFIG.read_text())
+    changed["finetune"]["per_task"] = {"nli": {"lr": 5.0e-4}}
+    changed_path = tmp_path / "changed.yaml"
+    changed_path.write_text(yaml.safe_dump(changed))
+    counts = job_counts(snakemake("-n", "--configfile", str(changed_path), "--directory",
+                                  str(work)).stdout)
+    assert counts == {"finetune": 2, "evaluate": 2, "aggregate": 1, "all": 1}
+
+    # A single table pulls in only what it needs: drop one evaluation and ask for mrc.csv.
+    shutil.rmtree(work / "results" / "eval" / "mini" / "step6" / "sft-nli")
+    counts = job_counts(snakemake("-n", "results/mrc.csv", "--configfile", str(TEST_CONFIG),
+                                  "--directory", str(work)).stdout)
+    assert counts == {"evaluate": 1, "aggregate": 1}

@@ -1,0 +1,203 @@
+# Helpers shared by every stage: config validation, wildcard constraints, input functions and
+# the parameters passed to each `python -m amuro.<step>` entry point. Light imports only: every
+# cluster job re-parses the workflow, so torch and transformers stay out of here.
+
+import json
+import sys
+
+from snakemake.utils import validate
+
+from amuro.tinyworld.datasets import DATASETS as TINYWORLD_DATASETS
+
+
+def config_error(message):
+    """Stop before any job runs, with one line naming the field and what was expected."""
+    print(f"error: config: {message}", file=sys.stderr)
+    raise SystemExit(1)
+
+
+def validate_config(cfg):
+    try:
+        validate(cfg, schema="../schemas/config.schema.yaml", set_default=True)
+    except Exception as err:  # snakemake wraps jsonschema's ValidationError in a WorkflowError
+        cause = err.__cause__ or err
+        where = ".".join(str(p) for p in getattr(cause, "absolute_path", [])) or "(top level)"
+        config_error(f"{where}: {getattr(cause, 'message', str(err)).splitlines()[0]}")
+    owner = {}
+    for name, task in cfg["tasks"].items():
+        if task["type"] == "classification" and not task.get("labels"):
+            config_error(f"tasks.{name}.labels: a classification task needs its label words")
+        sets = {"id": task["id"], "ood": task.get("ood", [])}
+        if task.get("train"):
+            sets["train"] = [task["train"]]
+        for field, names in sets.items():
+            for ds in names:
+                if ds not in TINYWORLD_DATASETS:
+                    config_error(f"tasks.{name}.{field}: unknown dataset {ds!r}; expected one "
+                                 f"of {sorted(TINYWORLD_DATASETS)}")
+                if owner.setdefault(ds, name) != name:
+                    config_error(f"tasks.{name}.{field}: dataset {ds!r} already belongs to "
+                                 f"task {owner[ds]!r}")
+            if field == "train" and "train" not in TINYWORLD_DATASETS[names[0]][2]:
+                config_error(f"tasks.{name}.train: dataset {names[0]!r} has no train split")
+    for ds in cfg.get("datasets", {}):
+        if ds not in owner:
+            config_error(f"datasets.{ds}: not used by any task")
+    for name in cfg["finetune"].get("per_task", {}):
+        if name not in cfg["tasks"]:
+            config_error(f"finetune.per_task.{name}: unknown task; expected one of "
+                         f"{sorted(cfg['tasks'])}")
+
+
+validate_config(config)
+
+MODELS = config["models"]
+TASKS = config["tasks"]
+TRAIN_TASKS = [name for name, task in TASKS.items() if task.get("train")]
+TUNINGS = ["base"] + [f"sft-{name}" for name in TRAIN_TASKS]
+
+
+def sets_of(task):
+    return [(ds, "ID") for ds in TASKS[task]["id"]] + [(ds, "OOD") for ds in TASKS[task]["ood"]]
+
+
+ALL_SETS = [ds for task in TASKS for ds, _ in sets_of(task)]
+DATA_FILES = [f"results/data/{ds}/{split}.jsonl"
+              for task in TASKS for ds, _ in sets_of(task) for split in ("demo", "test")]
+DATA_FILES += [f"results/data/{TASKS[t]['train']}/train.jsonl" for t in TRAIN_TASKS]
+LABEL_WORDS = sorted({w for t in TASKS.values() for w in t.get("labels", [])}
+                     | {w for d in config.get("datasets", {}).values() for w in d.get("labels", [])})
+
+
+def _alternatives(values):
+    return "|".join(sorted(values, key=len, reverse=True))
+
+
+wildcard_constraints:
+    model=_alternatives(MODELS),
+    step=r"\d+",
+    tuning=_alternatives(TUNINGS),
+    task=_alternatives(TRAIN_TASKS),
+
+
+def checkpoint_dir(model, step):
+    return f"results/checkpoints/{model}/step{step}"
+
+
+def model_steps(model):
+    return sorted(MODELS[model]["steps"])
+
+
+def pretrain_outputs(wildcards):
+    return [checkpoint_dir(wildcards.model, s) for s in model_steps(wildcards.model)]
+
+
+def task_spec(name):
+    t = TASKS[name]
+    is_cls = t["type"] == "classification"
+    return {
+        "name": name,
+        "type": t["type"],
+        "template": t["template"],
+        "labels": t.get("labels", []),
+        "metric": t.get("metric", "accuracy" if is_cls else "rougeL"),
+        "max_new_tokens": t.get("max_new_tokens", 5 if is_cls else 60),
+    }
+
+
+# --- fine-tuning --------------------------------------------------------------------------
+_FT_KEYS = ("epochs", "batch_size", "lr", "warmup_ratio", "weight_decay", "max_examples",
+            "max_length", "seed", "format", "lora")
+
+
+def finetune_settings(wildcards):
+    ft = config["finetune"]
+    settings = {k: ft[k] for k in _FT_KEYS if k in ft}
+    settings.update(ft.get("per_task", {}).get(wildcards.task, {}))
+    return json.dumps(settings, sort_keys=True)
+
+
+def finetune_task(wildcards):
+    return json.dumps(task_spec(wildcards.task), sort_keys=True)
+
+
+def finetune_checkpoint(wildcards):
+    return checkpoint_dir(wildcards.model, wildcards.step)
+
+
+def finetune_train_file(wildcards):
+    return f"results/data/{TASKS[wildcards.task]['train']}/train.jsonl"
+
+
+# --- evaluation ---------------------------------------------------------------------------
+def model_dir(wildcards):
+    if wildcards.tuning == "base":
+        return checkpoint_dir(wildcards.model, wildcards.step)
+    return f"results/models/{wildcards.model}/step{wildcards.step}/{wildcards.tuning}"
+
+
+def train_task_of(tuning):
+    return "" if tuning == "base" else tuning.split("-", 1)[1]
+
+
+def eval_sets_for(tuning):
+    """Base: every set. Fine-tuned on t: t's ID and OOD sets plus every other task's ID sets."""
+    trained = train_task_of(tuning)
+    chosen = []
+    for task in TASKS:
+        for ds, role in sets_of(task):
+            if not trained or task == trained or role == "ID":
+                chosen.append((task, ds, role))
+    return chosen
+
+
+def eval_inputs(wildcards):
+    files = {"model": model_dir(wildcards)}
+    for _, ds, _ in eval_sets_for(wildcards.tuning):
+        files[f"{ds}_test"] = f"results/data/{ds}/test.jsonl"
+        files[f"{ds}_demo"] = f"results/data/{ds}/demo.jsonl"
+    return files
+
+
+def eval_plan(wildcards):
+    ev = config["evaluate"]
+    datasets = config.get("datasets", {})
+    sets = [
+        {
+            "name": ds,
+            "task": task_spec(task),
+            "role": role,
+            "test_path": f"results/data/{ds}/test.jsonl",
+            "demo_path": f"results/data/{ds}/demo.jsonl",
+            "labels": datasets.get(ds, {}).get("labels", []),
+        }
+        for task, ds, role in eval_sets_for(wildcards.tuning)
+    ]
+    shots = ev["base_shots"] if wildcards.tuning == "base" else ev["finetuned_shots"]
+    plan = {"sets": sets, "formats": ev["formats"], "shots": shots, "seed": ev["seed"],
+            "batch_size": ev["batch_size"], "max_items": ev["max_items"]}
+    return json.dumps(plan, sort_keys=True)
+
+
+def eval_meta(wildcards):
+    return json.dumps({"model": wildcards.model, "step": int(wildcards.step),
+                       "tuning": "base" if wildcards.tuning == "base" else "sft",
+                       "train_task": train_task_of(wildcards.tuning)}, sort_keys=True)
+
+
+# --- aggregation --------------------------------------------------------------------------
+def all_metrics(wildcards=None):
+    return [f"results/eval/{m}/step{s}/{t}/metrics.csv"
+            for m in MODELS for s in model_steps(m) for t in TUNINGS]
+
+
+def all_manifests(wildcards=None):
+    return [f"results/checkpoints/{m}/manifest.json" for m in MODELS]
+
+
+def manifest_args(wildcards, input):
+    return " ".join(f"{m}={path}" for m, path in zip(MODELS, input.manifests))
+
+
+def final_outputs():
+    return ["results/perf.csv", "results/mrc.csv"]

@@ -1,0 +1,38 @@
+# Pre-training of each `source: pretrain` series: one job writes all of its checkpoints.
+# One rule per series, so every checkpoint folder is a declared output.
+
+for series, spec in MODELS.items():
+    if spec["source"] != "pretrain":
+        continue
+
+    rule:
+        name:
+            f"pretrain_{series}"
+        input:
+            corpus="results/world/corpus.txt",
+        output:
+            manifest=f"results/checkpoints/{series}/manifest.json",
+            checkpoints=[directory(checkpoint_dir(series, s)) for s in model_steps(series)],
+        params:
+            out_dir=f"results/checkpoints/{series}",
+            steps=model_steps(series),
+            model_config=json.dumps(config["pretrain"]["model_config"], sort_keys=True),
+            train=json.dumps(config["pretrain"]["train"], sort_keys=True),
+            whole_words=LABEL_WORDS,
+            seed=config["pretrain"]["seed"],
+        threads: config["pretrain"].get("threads", 2)
+        resources:
+            mem_mb=4000,
+            runtime=60,
+        log:
+            f"logs/pretrain/{series}.log",
+        benchmark:
+            f"results/benchmarks/pretrain/{series}.tsv"
+        conda:
+            "../envs/amuro.yaml"
+        shell:
+            "python -m amuro.pretrain --corpus {input.corpus} --out-dir {params.out_dir}"
+            " --save-steps {params.steps} --model-config {params.model_config:q}"
+            " --train {params.train:q} --whole-words {params.whole_words}"
+            " --seed {params.seed} --threads {threads}"
+            " --timing results/benchmarks/pretrain/{series}.timing.json 2> {log}"
