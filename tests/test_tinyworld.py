@@ -63,7 +63,7 @@ def test_fact_answers_come_from_the_world():
 
 def test_cli_writes_every_split_and_reports_short_sets(tmp_path, capsys):
     make_world_main([
-        "--seed", "1", "--people", "10", "--documents", "50", "--train-size", "20",
+        "--seed", "1", "--people", "4", "--documents", "50", "--train-size", "20",
         "--demo-size", "4", "--test-size", "60", "--datasets", "tw_nli", "tw_facts",
         "--corpus", str(tmp_path / "corpus.txt"), "--data-dir", str(tmp_path / "data"),
         "--summary", str(tmp_path / "summary.json"),
@@ -72,7 +72,7 @@ def test_cli_writes_every_split_and_reports_short_sets(tmp_path, capsys):
     assert summary["datasets"]["tw_nli"]["test"]["n"] == 60
     assert summary["datasets"]["tw_nli"]["train"]["labels"] == {
         "entailment": 7, "neutral": 7, "contradiction": 6}
-    # 10 people x 4 attributes x 2 phrasings: fewer distinct fact questions than asked for
+    # 4 people x 4 attributes x 2 phrasings: fewer distinct fact questions than asked for
     assert summary["datasets"]["tw_facts"]["test"]["n"] < 60
     assert "tw_facts/test" in capsys.readouterr().err
     assert (tmp_path / "data" / "tw_nli" / "train.jsonl").exists()

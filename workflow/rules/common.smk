@@ -3,6 +3,7 @@
 # cluster job re-parses the workflow, so torch and transformers stay out of here.
 
 import json
+import os
 import sys
 
 from snakemake.utils import validate
@@ -20,7 +21,8 @@ def validate_config(cfg):
     try:
         validate(cfg, schema="../schemas/config.schema.yaml", set_default=True)
     except Exception as err:  # snakemake wraps jsonschema's ValidationError in a WorkflowError
-        cause = err.__cause__ or err
+        # snakemake raises it inside `except ValidationError`, so the original is the context
+        cause = err.__context__ if hasattr(err.__context__, "absolute_path") else err
         where = ".".join(str(p) for p in getattr(cause, "absolute_path", [])) or "(top level)"
         config_error(f"{where}: {getattr(cause, 'message', str(err)).splitlines()[0]}")
     owner = {}
@@ -88,8 +90,9 @@ def model_steps(model):
     return sorted(MODELS[model]["steps"])
 
 
-def pretrain_outputs(wildcards):
-    return [checkpoint_dir(wildcards.model, s) for s in model_steps(wildcards.model)]
+def series_dir(wildcards, output):
+    """The folder that holds a series' manifest and checkpoints."""
+    return os.path.dirname(output.manifest)
 
 
 def task_spec(name):

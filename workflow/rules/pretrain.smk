@@ -12,9 +12,10 @@ for series, spec in MODELS.items():
             corpus="results/world/corpus.txt",
         output:
             manifest=f"results/checkpoints/{series}/manifest.json",
+            timing=f"results/checkpoints/{series}/timing.json",
             checkpoints=[directory(checkpoint_dir(series, s)) for s in model_steps(series)],
         params:
-            out_dir=f"results/checkpoints/{series}",
+            out_dir=series_dir,
             steps=model_steps(series),
             model_config=json.dumps(config["pretrain"]["model_config"], sort_keys=True),
             train=json.dumps(config["pretrain"]["train"], sort_keys=True),
@@ -34,5 +35,4 @@ for series, spec in MODELS.items():
             "python -m amuro.pretrain --corpus {input.corpus} --out-dir {params.out_dir}"
             " --save-steps {params.steps} --model-config {params.model_config:q}"
             " --train {params.train:q} --whole-words {params.whole_words}"
-            " --seed {params.seed} --threads {threads}"
-            " --timing results/benchmarks/pretrain/{series}.timing.json 2> {log}"
+            " --seed {params.seed} --threads {threads} --timing {output.timing} 2> {log}"
