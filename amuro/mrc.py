@@ -52,6 +52,10 @@ MRC_COLUMNS = [
     "n_zero_base",
     "n_missing_base",
 ]
+# mrc.csv as amuro.aggregate writes it: MRC_COLUMNS plus a bootstrap CI of mrc_percent.
+MRC_CI_COLUMNS = ["mrc_ci_low_percent", "mrc_ci_high_percent"]
+_AT = MRC_COLUMNS.index("mrc_percent") + 1
+MRC_CSV_COLUMNS = [*MRC_COLUMNS[:_AT], *MRC_CI_COLUMNS, *MRC_COLUMNS[_AT:]]
 
 
 def base_scores(perf: pl.DataFrame, fmt: str, base_shots: int) -> pl.DataFrame:

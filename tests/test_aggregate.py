@@ -1,4 +1,4 @@
-"""The aggregate CLI: metrics CSVs in, perf.csv and mrc.csv out, one-line errors."""
+"""The aggregate CLI: metrics CSVs (+ predictions.jsonl) in, perf/mrc/ft_vs_base out."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import json
 import polars as pl
 import pytest
 
-from amuro.aggregate import PERF_COLUMNS, main
+from amuro.aggregate import DIFF_COLUMNS, PERF_COLUMNS, cell_seed, main
+from amuro.bootstrap import mean_ci
 from amuro.errors import run_cli
-from amuro.mrc import MRC_COLUMNS
+from amuro.mrc import MRC_CSV_COLUMNS
 
 HEADER = ["model", "step", "tuning", "train_task", "eval_task", "eval_type", "eval_set", "role",
           "format", "shots", "metric", "value", "n", "n_truncated", "scoring"]
@@ -27,12 +28,29 @@ def row(tuning, train_task, eval_set, value, role, shots, step=800, model="tiny"
             "scoring": "loglik" if kind == "classification" else "greedy"}
 
 
-def write_metrics(path, rows, header=HEADER):
+def scores_for(value, n):
+    """n per-example 0/1 scores with mean `value` (value * n must be a whole number)."""
+    k = round(value * n)
+    assert abs(k / n - value) < 1e-12
+    return [1.0] * k + [0.0] * (n - k)
+
+
+def write_metrics(path, rows, header=HEADER, ids=None):
+    """A metrics CSV and, beside it, the predictions.jsonl that reproduces its values."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=header, extrasaction="ignore")
         w.writeheader()
         for r in rows:
             w.writerow({k: r.get(k, "") for k in header})
+    with (path.parent / "predictions.jsonl").open("w") as fh:
+        for r in rows:
+            item_ids = ids or [f"q{i}" for i in range(r["n"])]
+            for i, score in zip(item_ids, scores_for(r["value"], r["n"]), strict=True):
+                fh.write(json.dumps({"eval_set": r["eval_set"], "format": r["format"],
+                                     "shots": r["shots"], "id": i, "prediction": "x",
+                                     "target": "x", "score": score, "truncation": "none"})
+                         + "\n")
     return path
 
 
@@ -49,8 +67,8 @@ def sft_rows(step=800):
 
 @pytest.fixture
 def inputs(tmp_path):
-    base = write_metrics(tmp_path / "base.csv", base_rows(800) + base_rows(1600))
-    sft = write_metrics(tmp_path / "sft.csv", sft_rows(800))
+    base = [write_metrics(tmp_path / f"base{s}" / "metrics.csv", base_rows(s)) for s in (800, 1600)]
+    sft = write_metrics(tmp_path / "sft" / "metrics.csv", sft_rows(800))
     manifest = tmp_path / "manifest.json"
     manifest.write_text(json.dumps({"checkpoints": [
         {"step": 800, "tokens": 3276800, "sha256": "a" * 64},
@@ -71,7 +89,7 @@ def run(argv, capsys):
 def test_writes_perf_and_mrc(inputs, capsys):
     tmp, base, sft, manifest = inputs
     perf_csv, mrc_csv = tmp / "out" / "perf.csv", tmp / "out" / "mrc.csv"
-    code, err = run(["--metrics", sft, base, "--manifest", f"tiny={manifest}",
+    code, err = run(["--metrics", sft, *base, "--manifest", f"tiny={manifest}",
                      "--perf", perf_csv, "--mrc", mrc_csv, "--mrc-format", "default",
                      "--mrc-base-shots", "4", "--mrc-ft-shots", "0", "--log-summary"], capsys)
     assert code == 0, err
@@ -87,7 +105,7 @@ def test_writes_perf_and_mrc(inputs, capsys):
     assert perf.filter(pl.col("eval_set") == "xsum")["n_truncated"].to_list() == [3, 3, 3]
 
     out = pl.read_csv(mrc_csv)
-    assert out.columns == MRC_COLUMNS
+    assert out.columns == MRC_CSV_COLUMNS
     assert out.height == 1
     r = out.row(0, named=True)
     assert (r["model"], r["step"], r["tokens"], r["train_task"], r["train_type"]) == (
@@ -102,7 +120,7 @@ def test_writes_perf_and_mrc(inputs, capsys):
 def test_output_is_deterministic(inputs, capsys):
     tmp, base, sft, manifest = inputs
     outs = []
-    for order, name in (([base, sft], "a"), ([sft, base], "b")):
+    for order, name in (([*base, sft], "a"), ([sft, *reversed(base)], "b")):
         perf_csv, mrc_csv = tmp / f"{name}_perf.csv", tmp / f"{name}_mrc.csv"
         code, err = run(["--metrics", *order, "--manifest", manifest,
                          "--perf", perf_csv, "--mrc", mrc_csv], capsys)
@@ -115,8 +133,9 @@ def test_summary_reports_skipped_sets(tmp_path, capsys):
     rows = [row("base", "", "paws", 0.0, "ID", 4),
             row("sft", "mnli", "paws", 0.25, "cross", 0),
             row("sft", "mnli", "xsum", 0.5, "cross", 0)]
-    metrics = write_metrics(tmp_path / "m.csv", rows)
-    code, err = run(["--metrics", metrics, "--perf", tmp_path / "perf.csv",
+    metrics = [write_metrics(tmp_path / "base" / "m.csv", rows[:1]),
+               write_metrics(tmp_path / "sft" / "m.csv", rows[1:])]
+    code, err = run(["--metrics", *metrics, "--perf", tmp_path / "perf.csv",
                      "--mrc", tmp_path / "mrc.csv", "--log-summary"], capsys)
     assert code == 0, err
     assert "1 set(s) skipped: base score 0" in err
@@ -132,15 +151,15 @@ def test_summary_reports_skipped_sets(tmp_path, capsys):
 
 def test_duplicate_key_is_refused(inputs, capsys):
     tmp, base, sft, manifest = inputs
-    again = write_metrics(tmp / "again.csv", sft_rows(800)[1:2])
+    again = write_metrics(tmp / "again" / "again.csv", sft_rows(800)[1:2])
     perf_csv = tmp / "perf.csv"
-    code, err = run(["--metrics", base, sft, again, "--perf", perf_csv], capsys)
+    code, err = run(["--metrics", *base, sft, again, "--perf", perf_csv], capsys)
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1
     assert lines[0].startswith("error: duplicate score")
     assert "eval_set=paws" in lines[0] and "train_task=mnli" in lines[0]
-    assert "again.csv" in lines[0] and "sft.csv" in lines[0]
+    assert "again.csv" in lines[0] and str(sft) in lines[0]
     assert not perf_csv.exists()
 
 
@@ -180,7 +199,113 @@ def test_step_missing_from_manifest_refused(inputs, capsys):
     tmp, base, sft, _ = inputs
     manifest = tmp / "short.json"
     manifest.write_text(json.dumps({"checkpoints": [{"step": 800, "tokens": 3276800}]}))
-    code, err = run(["--metrics", base, sft, "--manifest", f"tiny={manifest}",
+    code, err = run(["--metrics", *base, sft, "--manifest", f"tiny={manifest}",
                      "--perf", tmp / "perf.csv"], capsys)
     assert code == 2
     assert "model tiny step 1600 is not in its checkpoint manifest" in err
+
+
+def full_run(inputs, capsys, *extra):
+    tmp, base, sft, manifest = inputs
+    out = tmp / "out"
+    code, err = run(["--metrics", sft, *base, "--manifest", f"tiny={manifest}",
+                     "--perf", out / "perf.csv", "--mrc", out / "mrc.csv",
+                     "--diff", out / "ft_vs_base.csv", *extra], capsys)
+    assert code == 0, err
+    return out, err
+
+
+def test_perf_ci_columns(inputs, capsys):
+    out, err = full_run(inputs, capsys, "--bootstrap-seed", "3")
+    perf = pl.read_csv(out / "perf.csv")
+    assert (perf["ci_low"] <= perf["value"]).all() and (perf["value"] <= perf["ci_high"]).all()
+    # 0/1 scores with mean in (0, 1): a proper interval; exactly the library's, seeded per cell.
+    r = perf.filter((pl.col("tuning") == "base") & (pl.col("eval_set") == "mnli")
+                    & (pl.col("step") == 800)).row(0, named=True)
+    key = [r[k] for k in ("model", "step", "tuning", "train_task", "eval_set", "format",
+                          "shots")]
+    expected = mean_ci(scores_for(0.4, 100), 1000, cell_seed(3, "perf", *key, "accuracy"))
+    assert (r["ci_low"], r["ci_high"]) == pytest.approx(expected, abs=1e-12)
+    assert r["ci_low"] < 0.4 < r["ci_high"] and r["ci_high"] - r["ci_low"] < 0.25
+    assert "bootstrap: 1000 resample(s), seed 3" in err
+
+
+def test_bootstrap_disabled_gives_point_estimates(inputs, capsys):
+    out, _ = full_run(inputs, capsys, "--bootstrap-resamples", "0")
+    perf = pl.read_csv(out / "perf.csv")
+    assert perf["ci_low"].to_list() == perf["value"].to_list() == perf["ci_high"].to_list()
+    r = pl.read_csv(out / "mrc.csv").row(0, named=True)
+    assert r["mrc_ci_low_percent"] == r["mrc_percent"] == r["mrc_ci_high_percent"]
+    diff = pl.read_csv(out / "ft_vs_base.csv")
+    assert diff["diff_ci_low"].to_list() == diff["diff"].to_list()
+
+
+def test_mrc_ci_columns(inputs, capsys):
+    out, _ = full_run(inputs, capsys)
+    r = pl.read_csv(out / "mrc.csv").row(0, named=True)
+    assert r["mrc_percent"] == pytest.approx(25.0)
+    assert r["mrc_ci_low_percent"] < 25.0 < r["mrc_ci_high_percent"]
+
+
+def test_ft_vs_base_rows(inputs, capsys):
+    out, err = full_run(inputs, capsys)
+    diff = pl.read_csv(out / "ft_vs_base.csv")
+    assert diff.columns == DIFF_COLUMNS
+    assert diff.select("eval_set", "role", "base_value", "ft_value", "n_paired",
+                       "n_unpaired").rows() == [
+        ("mnli", "ID", 0.4, 0.8, 100, 0), ("paws", "cross", 0.5, 0.25, 100, 0),
+        ("xsum", "cross", 0.25, 0.5, 100, 0)]
+    assert diff["diff"].to_list() == pytest.approx([0.4, -0.25, 0.25])
+    assert (diff["diff_ci_low"] < diff["diff"]).all()
+    assert (diff["diff"] < diff["diff_ci_high"]).all()
+    assert diff["tokens"].to_list() == [3276800] * 3
+    assert "diff: 3 row(s)" in err and "unmatched" not in err
+
+
+def test_unmatched_ids_are_counted(tmp_path, capsys):
+    base = write_metrics(tmp_path / "base" / "metrics.csv", [row("base", "", "paws", 0.5, "ID", 4)],
+                         ids=[f"q{i}" for i in range(10, 110)])
+    sft = write_metrics(tmp_path / "sft" / "metrics.csv",
+                        [row("sft", "mnli", "paws", 0.25, "cross", 0)])
+    code, err = run(["--metrics", base, sft, "--perf", tmp_path / "perf.csv", "--mrc",
+                     tmp_path / "mrc.csv", "--diff", tmp_path / "d.csv", "--log-summary"], capsys)
+    assert code == 0, err
+    assert "1 FT/base pair(s) with unmatched item ids: 10 id(s) only in the fine-tuned" in err
+    assert "10 only in the base" in err
+    assert "unpaired: tiny step 800 sft/mnli on paws (default): 10 FT-only, 10 base-only" in err
+    d = pl.read_csv(tmp_path / "d.csv").row(0, named=True)
+    assert (d["n_paired"], d["n_unpaired"]) == (90, 20)
+    # paired items q10..q99: FT scores 1 on q10..q24 (15), base on q10..q59 (50)
+    assert (d["ft_value"], d["base_value"]) == pytest.approx((15 / 90, 50 / 90))
+
+
+def test_predictions_mismatch_is_one_line_error(inputs, capsys):
+    tmp, base, sft, manifest = inputs
+    preds = sft.parent / "predictions.jsonl"
+    lines = preds.read_text().splitlines()
+    first = json.loads(lines[0])
+    first["score"] = 1.0 - first["score"]
+    preds.write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n")
+    perf_csv = tmp / "perf.csv"
+    code, err = run(["--metrics", *base, sft, "--perf", perf_csv], capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"error: {preds}: eval_set=mnli format=default shots=0 scores "
+                               "average")
+    assert "value=0.8" in lines[0]
+    assert not perf_csv.exists()
+
+
+def test_predictions_count_mismatch_and_missing_file(inputs, capsys):
+    tmp, base, sft, manifest = inputs
+    preds = sft.parent / "predictions.jsonl"
+    preds.write_text("\n".join(preds.read_text().splitlines()[1:]) + "\n")
+    code, err = run(["--metrics", *base, sft, "--perf", tmp / "perf.csv"], capsys)
+    assert code == 2
+    assert err.strip() == (f"error: {preds}: eval_set=mnli format=default shots=0 has 99 scored "
+                           f"example(s), {sft} says n=100")
+    preds.unlink()
+    code, err = run(["--metrics", *base, sft, "--perf", tmp / "perf.csv"], capsys)
+    assert code == 2
+    assert err.startswith(f"error: {preds}: file not found") and len(err.strip().splitlines()) == 1

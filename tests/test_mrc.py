@@ -5,7 +5,14 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from amuro.mrc import MRC_COLUMNS, cross_task_pairs, mean_ratio_of_change, skipped_sets
+from amuro.bootstrap import mrc_ci, mrc_point
+from amuro.mrc import (
+    MRC_COLUMNS,
+    MRC_CSV_COLUMNS,
+    cross_task_pairs,
+    mean_ratio_of_change,
+    skipped_sets,
+)
 
 SCHEMA = {
     "model": pl.String, "step": pl.Int64, "tokens": pl.Int64, "tuning": pl.String,
@@ -143,3 +150,25 @@ def test_empty_table_gives_empty_result():
     out = mean_ratio_of_change(table([]), "default", 4, 0)
     assert out.height == 0
     assert out.columns == MRC_COLUMNS
+
+
+def test_bootstrap_mrc_agrees_with_table_mrc():
+    # Per-item 0/1 scores whose means are the table's values; the zero-base set drops out of both.
+    def items(value, n=20):
+        k = round(value * n)
+        return [1.0] * k + [0.0] * (n - k)
+
+    values = {"paws": (0.25, 0.5), "xsum": (0.5, 0.25), "socialiqa": (0.75, 0.0)}
+    perf = table([r for s, (f, b) in values.items() for r in (base(s, b), ft("mnli", s, f))])
+    row = one(mean_ratio_of_change(perf, "default", 4, 0), train_task="mnli")
+    pairs = [(items(f), items(b)) for f, b in values.values()]
+    assert mrc_point(pairs) * 100 == pytest.approx(row["mrc_percent"])
+    low, high = mrc_ci(pairs, 500, seed=1)
+    assert low * 100 < row["mrc_percent"] < high * 100
+
+
+def test_csv_columns_put_the_ci_next_to_the_mrc():
+    at = MRC_CSV_COLUMNS.index("mrc_percent")
+    assert MRC_CSV_COLUMNS[at:at + 3] == ["mrc_percent", "mrc_ci_low_percent",
+                                          "mrc_ci_high_percent"]
+    assert [c for c in MRC_CSV_COLUMNS if "_ci_" not in c] == MRC_COLUMNS

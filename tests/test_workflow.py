@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,16 +29,20 @@ def snakemake(*args, cwd=ROOT, check=True):
     return proc
 
 
-def job_counts(output: str) -> dict[str, int]:
+def job_counts(proc) -> dict[str, int]:
+    output = proc.stdout + proc.stderr  # snakemake's logger may use either stream
+    assert "Job stats:" in output, output[-3000:]
     table = output.split("Job stats:")[1].split("total")[0]
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
 
 
-def test_dry_run_lists_the_full_default_grid():
+def test_dry_run_lists_the_full_default_grid(tmp_path):
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     n_steps = len(cfg["models"]["tiny"]["steps"])
     n_train = sum(1 for t in cfg["tasks"].values() if t.get("train"))
-    counts = job_counts(snakemake("-n").stdout)
+    # in an empty folder, so results of an earlier run in the checkout don't shrink the plan
+    counts = job_counts(snakemake("-n", "--configfile", str(ROOT / "config" / "config.yaml"),
+                                  "--directory", str(tmp_path)))
     assert counts["make_world"] == 1 and counts["pretrain_tiny"] == 1
     assert counts["finetune"] == n_steps * n_train
     assert counts["evaluate"] == n_steps * (n_train + 1)
@@ -102,6 +105,12 @@ def test_end_to_end_small_study(tmp_path):
     assert len(perf) == 2 * (5 * 2 * 2 + 2 * 4 * 2)
     assert {r["role"] for r in perf} == {"ID", "OOD", "cross"}
     assert all(0.0 <= float(r["value"]) <= 1.0 and int(r["n"]) == 8 for r in perf)
+    assert all(float(r["ci_low"]) <= float(r["value"]) <= float(r["ci_high"]) for r in perf)
+    with open(work / "results" / "ft_vs_base.csv") as fh:
+        diffs = list(csv.DictReader(fh))
+    # every fine-tuned cell at 0 shots, paired with the base model's 2-shot cell on the same items
+    assert len(diffs) == 2 * 2 * 4 * 2
+    assert all(int(r["n_paired"]) == 8 for r in diffs)
     assert {r["tokens"] for r in perf if r["step"] == "6"} == {str(6 * 4 * 64)}
     with open(work / "results" / "mrc.csv") as fh:
         mrc = list(csv.DictReader(fh))
@@ -119,11 +128,12 @@ def test_end_to_end_small_study(tmp_path):
     changed_path = tmp_path / "changed.yaml"
     changed_path.write_text(yaml.safe_dump(changed))
     counts = job_counts(snakemake("-n", "--configfile", str(changed_path), "--directory",
-                                  str(work)).stdout)
+                                  str(work)))
     assert counts == {"finetune": 2, "evaluate": 2, "aggregate": 1, "all": 1}
 
-    # A single table pulls in only what it needs: drop one evaluation and ask for mrc.csv.
-    shutil.rmtree(work / "results" / "eval" / "mini" / "step6" / "sft-nli")
-    counts = job_counts(snakemake("-n", "results/mrc.csv", "--configfile", str(TEST_CONFIG),
-                                  "--directory", str(work)).stdout)
-    assert counts == {"evaluate": 1, "aggregate": 1}
+    # One target pulls in only the jobs it needs.
+    fresh = tmp_path / "fresh"
+    one_model = "results/eval/mini/step6/sft-nli/metrics.csv"
+    counts = job_counts(snakemake("-n", one_model, "--configfile", str(TEST_CONFIG),
+                                  "--directory", str(fresh)))
+    assert counts == {"make_world": 1, "pretrain_mini": 1, "finetune": 1, "evaluate": 1}

@@ -81,12 +81,10 @@ def stories(rng, world, label=None):
     bystander = rng.choice([q for q in world.people if q not in (e.actor, e.other)])
     sents = [
         f"It was a {rng.choice(WEATHER)} morning and the streets of {e.place} were quiet.",
-        "Nobody expected much from the day.",
         f"Meanwhile {bystander} was busy at work as a {world.value(bystander, 'job')}.",
         event_sentence(e),
         f"People who saw it talked about it until {rng.choice(DAYS)}.",
         f"{e.actor} later said that the {world.value(e.actor, 'pet')} had been restless.",
-        "By evening the town had gone back to its usual pace.",
     ]
     return {"passage": " ".join(sents)}, event_summary(e)
 

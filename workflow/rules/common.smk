@@ -174,7 +174,8 @@ def eval_plan(wildcards):
             "demo_path": f"results/data/{ds}/demo.jsonl",
             "labels": datasets.get(ds, {}).get("labels", []),
         }
-        for task, ds, role in eval_sets_for(wildcards.tuning)
+        # sorted: the order of keys in a config file must not change params (and rerun jobs)
+        for task, ds, role in sorted(eval_sets_for(wildcards.tuning), key=lambda t: t[1])
     ]
     shots = ev["base_shots"] if wildcards.tuning == "base" else ev["finetuned_shots"]
     plan = {"sets": sets, "formats": ev["formats"], "shots": shots, "seed": ev["seed"],
@@ -194,6 +195,10 @@ def all_metrics(wildcards=None):
             for m in MODELS for s in model_steps(m) for t in TUNINGS]
 
 
+def all_predictions(wildcards=None):
+    return [path.replace("metrics.csv", "predictions.jsonl") for path in all_metrics()]
+
+
 def all_manifests(wildcards=None):
     return [f"results/checkpoints/{m}/manifest.json" for m in MODELS]
 
@@ -203,4 +208,4 @@ def manifest_args(wildcards, input):
 
 
 def final_outputs():
-    return ["results/perf.csv", "results/mrc.csv"]
+    return ["results/perf.csv", "results/mrc.csv", "results/ft_vs_base.csv"]

@@ -1,0 +1,102 @@
+"""Bootstrap CIs: brackets, determinism, degenerate inputs, agreement with scipy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from amuro.bootstrap import mean_ci, mrc_ci, mrc_point, paired_diff_ci
+
+
+def coin(n, p, seed):
+    return (np.random.default_rng(seed).random(n) < p).astype(float)
+
+
+def test_mean_ci_brackets_mean_and_is_deterministic():
+    x = coin(200, 0.4, 0)
+    low, high = mean_ci(x, 500, seed=7)
+    assert low < x.mean() < high
+    assert (low, high) == mean_ci(x, 500, seed=7)
+    assert (low, high) != mean_ci(x, 500, seed=8)
+
+
+def test_mean_ci_shrinks_with_more_data():
+    small = mean_ci(coin(50, 0.5, 1), 500, seed=1)
+    large = mean_ci(coin(2000, 0.5, 1), 500, seed=1)
+    assert large[1] - large[0] < (small[1] - small[0]) / 3
+
+
+@pytest.mark.parametrize("scores", [[0.7], [1.0, 1.0, 1.0], [0.0] * 5])
+def test_mean_ci_degenerate(scores):
+    m = float(np.mean(scores))
+    assert mean_ci(scores, 1000, seed=1) == (m, m)
+
+
+def test_mean_ci_zero_resamples_and_empty():
+    assert mean_ci([0.0, 1.0, 1.0, 1.0], 0, seed=1) == (0.75, 0.75)
+    low, high = mean_ci([], 100, seed=1)
+    assert np.isnan(low) and np.isnan(high)
+
+
+def test_mean_ci_matches_hand_resampling():
+    # Percentile bootstrap by hand: scipy draws rng.integers(0, n, (B, n)) and takes quantiles.
+    x = np.array([0.0, 1.0, 1.0, 0.5, 0.25, 1.0, 0.0])
+    idx = np.random.default_rng(3).integers(0, x.size, (200, x.size))
+    expected = np.quantile(x[idx].mean(axis=1), [0.025, 0.975])
+    assert mean_ci(x, 200, seed=3) == pytest.approx(tuple(expected), abs=1e-12)
+
+
+def test_paired_diff_ci_identical_vectors_is_zero():
+    a = coin(100, 0.3, 2)
+    assert paired_diff_ci(a, a.copy(), 1000, seed=1) == (0.0, 0.0)
+
+
+def test_paired_diff_ci_matches_scipy_and_hand_resampling():
+    a = np.array([1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 1.0])
+    b = np.array([0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0])
+    got = paired_diff_ci(a, b, 300, seed=5)
+    res = stats.bootstrap((a, b), lambda x, y, axis: x.mean(axis) - y.mean(axis), paired=True,
+                          vectorized=True, n_resamples=300, method="percentile",
+                          rng=np.random.default_rng(5))
+    assert got == pytest.approx((res.confidence_interval.low, res.confidence_interval.high),
+                                abs=1e-12)
+    idx = np.random.default_rng(5).integers(0, a.size, (300, a.size))
+    hand = np.quantile(a[idx].mean(1) - b[idx].mean(1), [0.025, 0.975])
+    assert got == pytest.approx(tuple(hand), abs=1e-12)
+    assert got[0] <= a.mean() - b.mean() <= got[1]
+
+
+def test_paired_diff_ci_rejects_unaligned():
+    with pytest.raises(ValueError, match="differ in length"):
+        paired_diff_ci([1.0, 0.0], [1.0], 10, seed=1)
+
+
+def test_mrc_ci_single_set_equals_scipy_paired_ratio():
+    ft, base = coin(60, 0.6, 3), coin(60, 0.4, 4)
+
+    def ratio(f, b, axis):
+        return (f.mean(axis) - b.mean(axis)) / b.mean(axis)
+
+    res = stats.bootstrap((ft, base), ratio, paired=True, vectorized=True, n_resamples=400,
+                          method="percentile", rng=np.random.default_rng(11))
+    assert mrc_ci([(ft, base)], 400, seed=11) == pytest.approx(
+        (res.confidence_interval.low, res.confidence_interval.high), abs=1e-12)
+
+
+def test_mrc_ci_contains_point_and_is_deterministic():
+    pairs = [(coin(150, 0.3, 1), coin(150, 0.5, 2)),    # ratio about -0.4
+             (coin(80, 0.55, 3), coin(80, 0.25, 4)),    # about +1.2
+             (coin(40, 0.5, 5), np.zeros(40))]          # base 0: never in the ratio
+    point = mrc_point(pairs)
+    expected = np.mean([(p[0].mean() - p[1].mean()) / p[1].mean() for p in pairs[:2]])
+    assert point == pytest.approx(expected)
+    low, high = mrc_ci(pairs, 1000, seed=1)
+    assert low < point < high
+    assert (low, high) == mrc_ci(pairs, 1000, seed=1)
+    assert mrc_ci(pairs, 0, seed=1) == (point, point)
+
+
+def test_mrc_ci_no_usable_set():
+    low, high = mrc_ci([(np.ones(5), np.zeros(5)), (np.zeros(0), np.zeros(0))], 100, seed=1)
+    assert np.isnan(low) and np.isnan(high)
