@@ -14,7 +14,6 @@ setup: $(VENV)/.installed
 # torch first, pinned: a bare `pip install peft` resolves a multi-GB CUDA build of a newer torch.
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "torch==2.13.0"
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $@
