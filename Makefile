@@ -11,11 +11,13 @@ RUN_ENV := PATH="$(CURDIR)/$(BIN):$$PATH" HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 
 setup: $(VENV)/.installed
 
-# torch first, pinned: a bare `pip install peft` resolves a multi-GB CUDA build of a newer torch.
+# torch first, pinned, with pip: a bare `pip install peft` resolves a multi-GB CUDA build of a
+# newer torch. The rest with uv, which installs it in ~20 s instead of pip's 1.5–3 min and keeps
+# the torch already there (it satisfies pyproject's range).
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet "torch==2.13.0"
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet "torch==2.13.0" uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[test]"
 	touch $@
 
 study: setup
