@@ -23,7 +23,7 @@ import torch  # noqa: E402
 
 from amuro.errors import AmuroError, run_cli  # noqa: E402
 from amuro.fewshot import draw_demonstrations  # noqa: E402
-from amuro.io import atomic_path, read_jsonl  # noqa: E402
+from amuro.io import atomic_path, parse_json_object, read_jsonl  # noqa: E402
 from amuro.metrics import METRICS, score_examples  # noqa: E402
 from amuro.modeling import (  # noqa: E402
     Stopwatch,
@@ -60,12 +60,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def parse_meta(text: str) -> dict:
-    try:
-        meta = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise AmuroError(f"--meta: not valid JSON ({err.msg})") from None
-    if not isinstance(meta, dict):
-        raise AmuroError("--meta: expected a JSON object")
+    meta = parse_json_object("--meta", text)
     missing = [k for k in META_KEYS if k not in meta]
     if missing:
         raise AmuroError(f"--meta: lacks field(s) {missing}; expected {list(META_KEYS)}")

@@ -16,7 +16,6 @@ import time
 _T_START = time.perf_counter()
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import math  # noqa: E402
 import random  # noqa: E402
 import sys  # noqa: E402
@@ -27,7 +26,13 @@ from tqdm import tqdm  # noqa: E402
 from transformers import get_linear_schedule_with_warmup  # noqa: E402
 
 from amuro.errors import AmuroError, run_cli  # noqa: E402
-from amuro.io import atomic_dir, read_jsonl, sha256_file, write_json  # noqa: E402
+from amuro.io import (  # noqa: E402
+    atomic_dir,
+    parse_json_object,
+    read_jsonl,
+    sha256_file,
+    write_json,
+)
 from amuro.modeling import (  # noqa: E402
     Stopwatch,
     load_model,
@@ -57,16 +62,6 @@ def parse_args(argv):
     ap.add_argument("--out", required=True, help="output folder")
     ap.add_argument("--threads", type=int, default=1)
     return ap.parse_args(argv)
-
-
-def _json_arg(name: str, text: str) -> dict:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise AmuroError(f"{name}: not valid JSON ({err.msg})") from None
-    if not isinstance(value, dict):
-        raise AmuroError(f"{name}: expected a JSON object")
-    return value
 
 
 def check_settings(settings: dict) -> dict:
@@ -137,8 +132,8 @@ def main(argv=None):
     args = parse_args(argv)
     clock = Stopwatch()
     clock.phases["import"] = round(time.perf_counter() - _T_START, 3)
-    task = task_from_dict(**_task_arg(args.task))
-    s = check_settings(_json_arg("--settings", args.settings))
+    task = parse_task(args.task)
+    s = check_settings(parse_json_object("--settings", args.settings))
     set_threads(args.threads)
     seed_everything(s["seed"])
 
@@ -215,11 +210,11 @@ def main(argv=None):
         })
 
 
-def _task_arg(text: str) -> dict:
-    d = _json_arg("--task", text)
+def parse_task(text: str) -> TaskSpec:
+    d = parse_json_object("--task", text)
     if "name" not in d:
         raise AmuroError("--task: field 'name' missing")
-    return {"name": d.pop("name"), "d": d}
+    return task_from_dict(d.pop("name"), d)
 
 
 def _epoch_mean(rows) -> float:

@@ -14,6 +14,17 @@ from pathlib import Path
 from amuro.errors import AmuroError
 
 
+def parse_json_object(name: str, text: str) -> dict:
+    """A command-line argument holding a JSON object; `name` (e.g. "--plan") is in the error."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise AmuroError(f"{name}: not valid JSON ({err.msg})") from None
+    if not isinstance(value, dict):
+        raise AmuroError(f"{name}: expected a JSON object")
+    return value
+
+
 def read_jsonl(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.exists():

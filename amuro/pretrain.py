@@ -15,7 +15,6 @@ import time
 _T_START = time.perf_counter()
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import math  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -29,7 +28,7 @@ from transformers import (  # noqa: E402
 )
 
 from amuro.errors import AmuroError, run_cli  # noqa: E402
-from amuro.io import atomic_dir, sha256_file, write_json  # noqa: E402
+from amuro.io import atomic_dir, parse_json_object, sha256_file, write_json  # noqa: E402
 from amuro.make_world import DOC_SEPARATOR  # noqa: E402
 from amuro.modeling import Stopwatch, seed_everything, set_threads  # noqa: E402
 from amuro.tokenizer import train_tokenizer  # noqa: E402
@@ -54,16 +53,6 @@ def parse_args(argv):
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--timing", help="output: JSON of time per phase")
     return ap.parse_args(argv)
-
-
-def _json_arg(name: str, text: str) -> dict:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise AmuroError(f"{name}: not valid JSON ({err.msg})") from None
-    if not isinstance(value, dict):
-        raise AmuroError(f"{name}: expected a JSON object")
-    return value
 
 
 def token_blocks(docs: list[str], tokenizer, seq_len: int) -> torch.Tensor:
@@ -96,8 +85,8 @@ def main(argv=None):
     args = parse_args(argv)
     clock = Stopwatch()
     clock.phases["import"] = round(time.perf_counter() - _T_START, 3)
-    train = {**TRAIN_DEFAULTS, **_json_arg("--train", args.train)}
-    model_config = _json_arg("--model-config", args.model_config)
+    train = {**TRAIN_DEFAULTS, **parse_json_object("--train", args.train)}
+    model_config = parse_json_object("--model-config", args.model_config)
     save_steps = sorted(set(args.save_steps))
     if save_steps[0] < 0:
         raise AmuroError("--save-steps: steps must be >= 0")

@@ -8,10 +8,10 @@ a role: ID (the task's own in-domain data) or OOD. Records in every data file lo
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 
 from amuro.errors import AmuroError
+from amuro.io import parse_json_object
 
 TASK_TYPES = ("classification", "generation")
 
@@ -81,10 +81,7 @@ def parse_eval_plan(text: str) -> dict:
 
     The workflow passes it inline so that Snakemake's params trigger reruns when it changes.
     """
-    try:
-        plan = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise AmuroError(f"--plan: not valid JSON ({err.msg})") from None
+    plan = parse_json_object("--plan", text)
     for key in ("sets", "formats", "shots"):
         if key not in plan:
             raise AmuroError(f"--plan: evaluation plan lacks field {key!r}")
