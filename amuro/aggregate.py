@@ -1,24 +1,23 @@
-"""Gather per-model metrics CSVs into one tidy perf table, and derive the mean ratio of change.
+"""Gather per-model metrics CSVs into one tidy perf table with intervals, and FT-vs-base diffs.
 
-    python -m amuro.aggregate --metrics results/metrics/*.csv \\
-        --manifest tiny=results/pretrain/tiny/manifest.json \\
-        --perf results/perf.csv --mrc results/mrc.csv \\
-        --mrc-format default --mrc-base-shots 4 --mrc-ft-shots 0 --log-summary \\
-        --diff results/ft_vs_base.csv --bootstrap-resamples 1000 --bootstrap-seed 1
+    python -m amuro.aggregate --metrics results/eval/*/*/*/metrics.csv \\
+        --manifest tiny=results/checkpoints/tiny/manifest.json \\
+        --perf results/perf.csv --diff results/ft_vs_base.csv --scores results/scores.parquet \\
+        --base-shots 4 --ft-shots 0 --bootstrap-resamples 1000 --bootstrap-seed 1
 
 perf.csv has one row per (model, step, tuning, train_task, eval_set, role, format, shots, metric)
 with eval_task, eval_type, tokens (from the checkpoint manifest; empty without one), value,
 ci_low, ci_high, n, n_truncated and scoring. Every figure and summary table is a query over it.
-mrc.csv: see amuro.mrc, plus mrc_ci_low_percent / mrc_ci_high_percent. ft_vs_base.csv (--diff):
-every eval set of every fine-tuned model (ft shots) against its base checkpoint (base shots) on
-the same items. Outputs are written atomically, so a failed run leaves no partial file.
+ft_vs_base.csv (--diff): every eval set of every fine-tuned model (ft shots) against its base
+checkpoint (base shots) on the same items. scores.parquet (--scores): every per-example score,
+for the intervals of the analysis tables (python -m amuro.tables). Outputs are written
+atomically, so a failed run leaves no partial file.
 
 Uncertainty (amuro.bootstrap): every metrics CSV must have its `predictions.jsonl` beside it
 (one row per scored example, as the evaluation step writes it); the per-example scores must
 reproduce the metrics row's n and value. perf.csv CIs are percentile-bootstrap CIs of each
 cell's mean; FT-vs-base CIs pair items by `id` (an id on only one side is left out of the paired
-statistic and counted in the summary); the MRC CI resamples items within each cross-task set,
-jointly for the fine-tuned and the base model. Each cell is seeded with the --bootstrap-seed
+statistic and counted in the summary). Each cell is seeded with the --bootstrap-seed
 plus a CRC32 of its key, so results do not depend on the order of the input files. With
 --bootstrap-resamples 0 every CI equals its point estimate.
 """
@@ -31,13 +30,22 @@ import json
 import math
 import re
 import sys
-import zlib
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 
-from amuro import bootstrap, mrc
+from amuro import bootstrap
+from amuro.analysis.scores import (
+    BASE_TUNING,
+    CELL_KEY,
+    SOURCE,
+    Cell,
+    Pairing,
+    ScoreBook,
+    cell_seed,
+    read_scores,
+    write_scores,
+)
 from amuro.errors import AmuroError, run_cli
 from amuro.io import atomic_path
 
@@ -61,7 +69,8 @@ METRICS_SCHEMA: dict[str, pl.DataType] = {
 }
 # May be empty: train_task for base models; scoring is descriptive only.
 OPTIONAL_COLUMNS = {"train_task", "scoring"}
-EVAL_TYPES = set(mrc.EVAL_TYPES)
+EVAL_TYPES = {"classification", "generation"}
+FT_KEY = ["model", "step", "tuning", "train_task"]
 ROLES = {"ID", "OOD", "cross"}
 
 # A score is identified by this; role is a property of the set, so it is not part of it.
@@ -79,11 +88,6 @@ DIFF_COLUMNS = [
     "diff_ci_low", "diff_ci_high", "n_paired", "n_unpaired",
 ]
 DIFF_SORT = ["model", "step", "tuning", "train_task", "eval_set", "role", "format", "metric"]
-PREDICTIONS = "predictions.jsonl"  # written by the evaluation step beside its metrics.csv
-# What identifies one scored cell (one row of perf.csv minus the metric) across all files.
-CELL_KEY = ["model", "step", "tuning", "train_task", "eval_set", "format", "shots"]
-MEAN_TOLERANCE = 1e-9
-SOURCE = "_source"  # which file a row came from, for error messages; never written out
 
 SLUG_EQUALS = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)=(.+)$")
 
@@ -134,11 +138,11 @@ def _check_values(df: pl.DataFrame, path: Path) -> None:
     fail(~pl.col("eval_type").is_in(sorted(EVAL_TYPES)),
          f"eval_type must be one of {', '.join(sorted(EVAL_TYPES))}")
     fail(~pl.col("role").is_in(sorted(ROLES)), f"role must be one of {', '.join(sorted(ROLES))}")
-    is_base = pl.col("tuning") == mrc.BASE_TUNING
+    is_base = pl.col("tuning") == BASE_TUNING
     fail(is_base & pl.col("train_task").is_not_null(), "base model with a train_task")
     fail(~is_base & pl.col("train_task").is_null(), "fine-tuned model without a train_task")
-    # MRC picks cross-task sets by role; a contradicting row would be silently excluded.
-    fail((pl.col("role") == mrc.CROSS_ROLE) & (is_base | (pl.col("eval_task") == pl.col(
+    # The MRC picks cross-task sets by role; a contradicting row would be silently excluded.
+    fail((pl.col("role") == "cross") & (is_base | (pl.col("eval_task") == pl.col(
         "train_task"))), "role cross needs a fine-tuned model and eval_task != train_task")
     fail(pl.col("value").is_nan(), "value is NaN")
     fail((pl.col("n") < 0) | (pl.col("n_truncated") < 0) | (pl.col("n_truncated") > pl.col("n")),
@@ -236,100 +240,6 @@ def build_perf(metrics: pl.DataFrame) -> pl.DataFrame:
     return metrics.select(cols).sort(PERF_SORT, nulls_last=False)
 
 
-# --- per-example scores -------------------------------------------------------------------------
-
-# One cell's scored examples: item ids (as strings) and their scores, in file order.
-Cell = tuple[list[str], np.ndarray]
-
-
-def predictions_path(metrics_path: str | Path) -> Path:
-    return Path(metrics_path).parent / PREDICTIONS
-
-
-def read_predictions(path: str | Path) -> dict[tuple[str, str, int], Cell]:
-    """A predictions.jsonl as {(eval_set, format, shots): (ids, scores)}, checked line by line."""
-    path = Path(path)
-    if not path.is_file():
-        raise AmuroError(f"{path}: file not found (per-example scores are needed for the CIs)")
-    cells: dict[tuple[str, str, int], tuple[list[str], list[float], set[str]]] = {}
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise AmuroError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
-            if not isinstance(rec, dict):
-                raise AmuroError(f"{path}:{lineno}: expected a JSON object")
-            eval_set, fmt, shots = rec.get("eval_set"), rec.get("format"), rec.get("shots")
-            item, score = rec.get("id"), rec.get("score")
-            if not (isinstance(eval_set, str) and isinstance(fmt, str)):
-                raise AmuroError(f"{path}:{lineno}: eval_set and format must be strings")
-            if not isinstance(shots, int) or isinstance(shots, bool):
-                raise AmuroError(f"{path}:{lineno}: shots must be an integer")
-            if not isinstance(item, (str, int)) or isinstance(item, bool):
-                raise AmuroError(f"{path}:{lineno}: id must be a string or an integer")
-            if (not isinstance(score, (int, float)) or isinstance(score, bool)
-                    or not math.isfinite(score)):
-                raise AmuroError(f"{path}:{lineno}: score must be a finite number")
-            ids, scores, seen = cells.setdefault((eval_set, fmt, shots), ([], [], set()))
-            if str(item) in seen:
-                raise AmuroError(f"{path}:{lineno}: id {item} repeated in eval_set={eval_set} "
-                                 f"format={fmt} shots={shots}")
-            seen.add(str(item))
-            ids.append(str(item))
-            scores.append(float(score))
-    return {k: (ids, np.asarray(scores, dtype=float)) for k, (ids, scores, _) in cells.items()}
-
-
-def _cell_name(eval_set, fmt, shots) -> str:
-    return f"eval_set={eval_set} format={fmt} shots={shots}"
-
-
-def read_scores(metrics: pl.DataFrame) -> dict[tuple, Cell]:
-    """Per-example scores of every metrics row, keyed by CELL_KEY values.
-
-    Each metrics file's sibling predictions.jsonl must hold exactly its cells, with as many
-    scores as the row's n and their mean equal to its value (within MEAN_TOLERANCE).
-    """
-    out: dict[tuple, Cell] = {}
-    for source in sorted(metrics[SOURCE].unique().to_list()):
-        rows = metrics.filter(pl.col(SOURCE) == source)
-        dup = rows.group_by("eval_set", "format", "shots").len().filter(pl.col("len") > 1)
-        if dup.height:
-            r = dup.sort("eval_set", "format", "shots").row(0, named=True)
-            name = _cell_name(r["eval_set"], r["format"], r["shots"])
-            raise AmuroError(f"{source}: several rows for {name}; cannot match them to "
-                             f"{PREDICTIONS}")
-        pred_path = predictions_path(source)
-        cells = read_predictions(pred_path)
-        wanted = set()
-        for r in rows.iter_rows(named=True):
-            cell = (r["eval_set"], r["format"], r["shots"])
-            wanted.add(cell)
-            ids, scores = cells.get(cell, ([], np.zeros(0)))
-            name = _cell_name(*cell)
-            if scores.size != r["n"]:
-                raise AmuroError(f"{pred_path}: {name} has {scores.size} scored example(s), "
-                                 f"{source} says n={r['n']}")
-            if scores.size and abs(float(scores.mean()) - r["value"]) > MEAN_TOLERANCE:
-                raise AmuroError(f"{pred_path}: {name} scores average {float(scores.mean())!r}, "
-                                 f"{source} says value={r['value']!r}")
-            out[tuple(r[k] for k in CELL_KEY)] = (ids, scores)
-        extra = sorted(set(cells) - wanted)
-        if extra:
-            raise AmuroError(f"{pred_path}: {_cell_name(*extra[0])} has no row in {source} "
-                             f"({len(extra)} such cell(s))")
-    return out
-
-
-def cell_seed(seed: int, *key) -> int:
-    """A seed per cell, independent of the order rows or files come in."""
-    text = "|".join("" if k is None else str(k) for k in key)
-    return seed + zlib.crc32(text.encode("utf-8"))
-
-
 def add_perf_ci(perf: pl.DataFrame, scores: dict[tuple, Cell], n_resamples: int,
                 seed: int) -> pl.DataFrame:
     """ci_low / ci_high: percentile-bootstrap CI of each cell's mean score."""
@@ -353,61 +263,6 @@ def add_perf_ci(perf: pl.DataFrame, scores: dict[tuple, Cell], n_resamples: int,
     ).select(PERF_COLUMNS)
 
 
-class Pairing:
-    """Matches a fine-tuned cell with its base cell by item id; remembers one-sided ids."""
-
-    def __init__(self, scores: dict[tuple, Cell], base_shots: int, ft_shots: int):
-        self.scores, self.base_shots, self.ft_shots = scores, base_shots, ft_shots
-        self.unpaired: dict[tuple, tuple[int, int]] = {}  # (ft key..., eval_set, fmt) -> counts
-
-    def pair(self, model, step, tuning, train_task, eval_set, fmt):
-        """(ft scores, base scores) over the ids both sides scored, sorted by id; None if a
-        side has no cell."""
-        ft = self.scores.get((model, step, tuning, train_task, eval_set, fmt, self.ft_shots))
-        base = self.scores.get((model, step, mrc.BASE_TUNING, None, eval_set, fmt,
-                                self.base_shots))
-        if ft is None or base is None:
-            return None
-        ft_pos = {i: k for k, i in enumerate(ft[0])}
-        base_pos = {i: k for k, i in enumerate(base[0])}
-        both = sorted(ft_pos.keys() & base_pos.keys())
-        only_ft, only_base = len(ft_pos) - len(both), len(base_pos) - len(both)
-        if only_ft or only_base:
-            self.unpaired[(model, step, tuning, train_task, eval_set, fmt)] = (only_ft, only_base)
-        f = ft[1][[ft_pos[i] for i in both]] if both else np.zeros(0)
-        b = base[1][[base_pos[i] for i in both]] if both else np.zeros(0)
-        return f, b
-
-
-def add_mrc_ci(result: pl.DataFrame, pairs: pl.DataFrame, pairing: Pairing, fmt: str,
-               n_resamples: int, seed: int) -> pl.DataFrame:
-    """mrc_ci_low_percent / mrc_ci_high_percent for each row of mrc.mean_ratio_of_change()."""
-    ok = pairs.filter(pl.col("status") == mrc.OK)
-    low, high = [], []
-    for r in result.iter_rows(named=True):
-        key = [r[k] for k in mrc.FT_KEY]
-        if r["mrc_percent"] is None:
-            lo = hi = None
-        elif n_resamples == 0:
-            lo = hi = r["mrc_percent"]
-        else:
-            sets = ok.filter(*[pl.col(k) == v if v is not None else pl.col(k).is_null()
-                               for k, v in zip(mrc.FT_KEY, key, strict=True)])
-            vectors = []
-            for eval_set in sets["eval_set"].to_list():
-                pair = pairing.pair(*key, eval_set, fmt)
-                if pair is not None:
-                    vectors.append(pair)
-            lo, hi = bootstrap.mrc_ci(vectors, n_resamples, cell_seed(seed, "mrc", *key, fmt))
-            lo, hi = (None, None) if math.isnan(lo) else (lo * 100, hi * 100)
-        low.append(lo)
-        high.append(hi)
-    return result.with_columns(
-        mrc_ci_low_percent=pl.Series(low, dtype=pl.Float64),
-        mrc_ci_high_percent=pl.Series(high, dtype=pl.Float64),
-    ).select(mrc.MRC_CSV_COLUMNS)
-
-
 def ft_vs_base(perf: pl.DataFrame, pairing: Pairing, n_resamples: int,
                seed: int) -> pl.DataFrame:
     """Every eval set of every fine-tuned model (ft shots) vs its base checkpoint (base shots).
@@ -415,17 +270,16 @@ def ft_vs_base(perf: pl.DataFrame, pairing: Pairing, n_resamples: int,
     base_value / ft_value / diff are means over the items both sides scored (n_paired);
     n_unpaired counts ids scored on one side only. Rows without a base cell keep null values.
     """
-    ft = perf.filter((pl.col("tuning") != mrc.BASE_TUNING)
+    ft = perf.filter((pl.col("tuning") != BASE_TUNING)
                      & (pl.col("shots") == pairing.ft_shots))
     rows = []
     for r in ft.iter_rows(named=True):
-        key = [r[k] for k in mrc.FT_KEY]
+        key = [r[k] for k in FT_KEY]
         pair = pairing.pair(*key, r["eval_set"], r["format"])
         out = {k: r[k] for k in DIFF_COLUMNS if k in r}
         out.update(base_shots=pairing.base_shots, ft_shots=pairing.ft_shots, base_value=None,
                    ft_value=None, diff=None, diff_ci_low=None, diff_ci_high=None, n_paired=0,
-                   n_unpaired=sum(pairing.unpaired.get((*key, r["eval_set"], r["format"]),
-                                                       (0, 0))))
+                   n_unpaired=pairing.unpaired_counts(*key, r["eval_set"], r["format"]))
         if pair is not None and pair[0].size:
             f, b = pair
             out.update(base_value=float(b.mean()), ft_value=float(f.mean()), n_paired=f.size)
@@ -453,8 +307,9 @@ def _write_csv(df: pl.DataFrame, path: str | Path) -> None:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m amuro.aggregate",
-        description="Merge per-model metrics CSVs into perf.csv and compute the mean ratio of "
-        "change (paper §6.2) into mrc.csv.",
+        description="Merge per-model metrics CSVs into perf.csv (with bootstrap CIs), pair every "
+        "fine-tuned cell with its base checkpoint (ft_vs_base.csv) and store every "
+        "per-example score (scores.parquet) for the analysis tables.",
     )
     p.add_argument("--metrics", nargs="+", required=True, metavar="CSV",
                    help="per-model metrics CSVs written by the evaluation step")
@@ -463,25 +318,23 @@ def _parser() -> argparse.ArgumentParser:
                    "the tokens column; MODEL= may be left out if the JSON has a 'model' key or "
                    "only one model series is aggregated")
     p.add_argument("--perf", required=True, metavar="CSV", help="output: the tidy perf table")
-    p.add_argument("--mrc", metavar="CSV",
-                   help="output: mean ratio of change per fine-tuned model (skipped if absent)")
-    p.add_argument("--mrc-format", default="default",
-                   help="prompt format both sides of the MRC are read in (default: %(default)s)")
-    p.add_argument("--mrc-base-shots", type=int, default=4,
-                   help="shots of the base checkpoint in the MRC (default: %(default)s)")
-    p.add_argument("--mrc-ft-shots", type=int, default=0,
-                   help="shots of the fine-tuned model in the MRC (default: %(default)s)")
     p.add_argument("--diff", metavar="CSV",
                    help="output: every eval set of every fine-tuned model (ft shots) against its "
                    "base checkpoint (base shots) on the same items, with a paired CI")
+    p.add_argument("--scores", metavar="PARQUET",
+                   help="output: every per-example score (model, step, tuning, train_task, "
+                   "eval_set, format, shots, id, score)")
+    p.add_argument("--base-shots", type=int, default=4,
+                   help="shots of the base checkpoint in ft_vs_base (default: %(default)s)")
+    p.add_argument("--ft-shots", type=int, default=0,
+                   help="shots of the fine-tuned model in ft_vs_base (default: %(default)s)")
     p.add_argument("--bootstrap-resamples", type=int, default=1000, metavar="N",
                    help="bootstrap resamples per CI (default: %(default)s; 0: no resampling, "
                    "every CI equals its point estimate)")
     p.add_argument("--bootstrap-seed", type=int, default=1, metavar="S",
                    help="base seed of the bootstrap (default: %(default)s)")
     p.add_argument("--log-summary", action="store_true",
-                   help="list every cross-task set left out of the MRC, with the reason, and "
-                   "every FT/base pair whose item ids do not match")
+                   help="list every FT/base pair whose item ids do not match")
     return p
 
 
@@ -493,22 +346,11 @@ def main(argv: list[str] | None = None) -> None:
     models = sorted(metrics["model"].unique().to_list())
     manifests = [read_manifest(spec, models) for spec in args.manifest]
     perf = build_perf(attach_tokens(metrics, manifests))
-    scores = read_scores(metrics)
+    cells = read_scores(metrics)
     n_boot, seed = args.bootstrap_resamples, args.bootstrap_seed
-    perf = add_perf_ci(perf, scores, n_boot, seed)
-    pairing = Pairing(scores, args.mrc_base_shots, args.mrc_ft_shots)
-
+    perf = add_perf_ci(perf, cells, n_boot, seed)
+    pairing = Pairing(ScoreBook(cells), args.base_shots, args.ft_shots)
     no_tokens = sorted(perf.filter(pl.col("tokens").is_null())["model"].unique().to_list())
-    result = None
-    if args.mrc:
-        try:
-            pairs = mrc.cross_task_pairs(perf, args.mrc_format, args.mrc_base_shots,
-                                         args.mrc_ft_shots)
-            result = mrc.mean_ratio_of_change(perf, args.mrc_format, args.mrc_base_shots,
-                                              args.mrc_ft_shots)
-        except ValueError as err:
-            raise AmuroError(f"mrc: {err}") from None
-        result = add_mrc_ci(result, pairs, pairing, args.mrc_format, n_boot, seed)
     diff = ft_vs_base(perf, pairing, n_boot, seed) if args.diff else None
 
     # Write only after every check passed, so inputs that fail leave no outputs behind.
@@ -518,53 +360,34 @@ def main(argv: list[str] | None = None) -> None:
     if no_tokens:
         print(f"aggregate: no manifest, tokens left empty for: {', '.join(no_tokens)}",
               file=sys.stderr)
-    if result is not None:
-        _write_csv(result, args.mrc)
     if diff is not None:
         _write_csv(diff, args.diff)
+    if args.scores:
+        write_scores(cells, args.scores)
+        print(f"aggregate: {sum(len(c[0]) for c in cells.values())} per-example score(s) in "
+              f"{len(cells)} cell(s) -> {args.scores}", file=sys.stderr)
     print(f"bootstrap: {n_boot} resample(s), seed {seed}, 95% percentile CIs"
           + ("" if n_boot else " (disabled: CIs equal the point estimates)"), file=sys.stderr)
-    if result is not None:
-        _print_mrc_summary(result, mrc.skipped_sets(pairs), args)
     if diff is not None:
-        print(f"diff: {diff.height} row(s) (fine-tuned {args.mrc_ft_shots}-shot vs base "
-              f"{args.mrc_base_shots}-shot) -> {args.diff}", file=sys.stderr)
-    _print_unpaired(pairing, args.log_summary)
+        print(f"diff: {diff.height} row(s) (fine-tuned {args.ft_shots}-shot vs base "
+              f"{args.base_shots}-shot) -> {args.diff}", file=sys.stderr)
+    _print_unpaired(pairing.book, args.log_summary)
 
 
-def _print_unpaired(pairing: Pairing, verbose: bool) -> None:
-    if not pairing.unpaired:
+def _print_unpaired(book: ScoreBook, verbose: bool) -> None:
+    if not book.unpaired:
         return
-    only_ft = sum(a for a, _ in pairing.unpaired.values())
-    only_base = sum(b for _, b in pairing.unpaired.values())
-    print(f"bootstrap: {len(pairing.unpaired)} FT/base pair(s) with unmatched item ids: "
+    only_ft = sum(a for a, _ in book.unpaired.values())
+    only_base = sum(b for _, b in book.unpaired.values())
+    print(f"bootstrap: {len(book.unpaired)} FT/base pair(s) with unmatched item ids: "
           f"{only_ft} id(s) only in the fine-tuned predictions, {only_base} only in the base "
           f"predictions (left out of the paired CIs and ft_vs_base means)", file=sys.stderr)
     if verbose:
-        for key in sorted(pairing.unpaired, key=lambda k: tuple("" if v is None else str(v)
-                                                                 for v in k)):
-            model, step, tuning, train_task, eval_set, fmt = key
-            a, b = pairing.unpaired[key]
+        for key in sorted(book.unpaired, key=str):
+            (model, step, tuning, train_task, eval_set, fmt, _), _base = key
+            a, b = book.unpaired[key]
             print(f"bootstrap:   unpaired: {model} step {step} {tuning}/{train_task} on "
                   f"{eval_set} ({fmt}): {a} FT-only, {b} base-only", file=sys.stderr)
-
-
-def _print_mrc_summary(result: pl.DataFrame, skipped: pl.DataFrame, args) -> None:
-    print(f"mrc: {result.height} row(s) (format {args.mrc_format}, base {args.mrc_base_shots}-shot,"
-          f" fine-tuned {args.mrc_ft_shots}-shot) -> {args.mrc}", file=sys.stderr)
-    empty = result.filter(pl.col("n_sets") == 0).height
-    if empty:
-        print(f"mrc: {empty} fine-tuned model(s) with no usable cross-task set (MRC empty)",
-              file=sys.stderr)
-    for reason, label in ((mrc.ZERO_BASE, "base score 0, left out of the ratio"),
-                          (mrc.MISSING_BASE, "no base row, left out")):
-        rows = skipped.filter(pl.col("reason") == reason)
-        if rows.height:
-            print(f"mrc: {rows.height} set(s) skipped: {label}", file=sys.stderr)
-        if args.log_summary:
-            for r in rows.iter_rows(named=True):
-                print(f"mrc:   {reason}: {r['model']} step {r['step']} {r['tuning']}/"
-                      f"{r['train_task']} on {r['eval_set']} ({r['metric']})", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ The paper's released code bootstraps per-example scores with `scipy.stats.bootst
 - `paired_diff_ci`: CI of mean(a) − mean(b) for two score vectors over the SAME items, items
   resampled jointly (scipy, `paired=True`), so the item-difficulty variance shared by both sides
   cancels out.
-- `mrc_ci`: CI of the mean ratio of change (paper §6.2) over several eval sets. Items are
+- `set_mean_ci` / `mrc_ci`: CI of a mean over several eval sets of each set's change ("diff")
+  or ratio of change ("ratio"; the mean ratio of change of paper §6.2). Items are
   resampled within each set (stratified: each set keeps its size), jointly for the fine-tuned
   and the base scores. `scipy.stats.bootstrap` cannot stratify, so this one resamples indices
   with numpy; it draws them exactly as scipy does (`rng.integers(0, n, (resamples, n))`), so for
@@ -106,31 +107,50 @@ def paired_diff_ci(
     return _bounds(res)
 
 
-def mrc_point(pairs: Sequence[tuple]) -> float:
-    """Mean over sets of (mean_ft − mean_base) / mean_base; sets with base mean 0 left out."""
-    ratios = []
+def _set_stat(mean_f, mean_b, statistic: str):
+    """Per-set statistic and whether it is defined (a ratio needs a non-zero base)."""
+    if statistic == "diff":
+        return mean_f - mean_b, np.ones_like(mean_b, dtype=bool)
+    ok = mean_b != 0
+    return np.where(ok, (mean_f - mean_b) / np.where(ok, mean_b, 1.0), 0.0), ok
+
+
+def set_mean_point(pairs: Sequence[tuple], statistic: str = "ratio") -> float:
+    """Mean over sets of mean_ft − mean_base ("diff") or of (mean_ft − mean_base) / mean_base
+    ("ratio", sets with base mean 0 left out); nan if no set can be used."""
+    values = []
     for ft, base in pairs:
         f, b = _vector(ft, "ft"), _vector(base, "base")
-        if b.size and b.mean() != 0:
-            ratios.append((f.mean() - b.mean()) / b.mean())
-    return float(np.mean(ratios)) if ratios else float("nan")
+        if b.size:
+            value, ok = _set_stat(np.array([f.mean()]), np.array([b.mean()]), statistic)
+            if ok[0]:
+                values.append(float(value[0]))
+    return float(np.mean(values)) if values else float("nan")
 
 
-def mrc_ci(
+def mrc_point(pairs: Sequence[tuple]) -> float:
+    """Mean over sets of (mean_ft − mean_base) / mean_base; sets with base mean 0 left out."""
+    return set_mean_point(pairs, "ratio")
+
+
+def set_mean_ci(
     pairs: Sequence[tuple],
     n_resamples: int,
     seed: int,
+    statistic: str = "ratio",
     confidence: float = 0.95,
 ) -> tuple[float, float]:
-    """Stratified paired percentile-bootstrap CI of the mean ratio of change (a fraction).
+    """Stratified paired percentile-bootstrap CI of set_mean_point(pairs, statistic).
 
-    `pairs` holds one (ft_scores, base_scores) per eval set, aligned item by item. In each
-    resample every set is resampled on its own (same size, items drawn with replacement, the
-    same draw for both sides); a set whose resampled base mean is 0 is left out of that
-    resample's mean, and resamples left with no set are dropped. Sets with no items are ignored.
-    Returns (nan, nan) if no set can be used.
+    `pairs` holds one (ft_scores, base_scores) per set, aligned item by item. In each resample
+    every set is resampled on its own (same size, items drawn with replacement, the same draw
+    for both sides); for "ratio", a set whose resampled base mean is 0 is left out of that
+    resample's mean, and resamples left with no set are dropped. Sets with no items are
+    ignored. Returns (nan, nan) if no set can be used.
     """
     _check(n_resamples, confidence)
+    if statistic not in ("ratio", "diff"):
+        raise ValueError(f"statistic must be 'ratio' or 'diff', got {statistic!r}")
     sets = []
     for j, (ft, base) in enumerate(pairs):
         f, b = _vector(ft, f"pairs[{j}] ft"), _vector(base, f"pairs[{j}] base")
@@ -138,10 +158,8 @@ def mrc_ci(
             raise ValueError(f"pairs[{j}]: ft and base differ in length: {f.size} vs {b.size}")
         if f.size:
             sets.append((f, b))
-    point = mrc_point(sets)
-    if np.isnan(point):
-        return point, point
-    if n_resamples == 0:
+    point = set_mean_point(sets, statistic)
+    if np.isnan(point) or n_resamples == 0:
         return point, point
     rng = np.random.default_rng(seed)
     batch = _batch(max(f.size for f, _ in sets))
@@ -152,9 +170,8 @@ def mrc_ci(
         count = np.zeros(size)
         for f, b in sets:
             idx = rng.integers(0, f.size, (size, f.size))
-            mean_f, mean_b = f[idx].mean(axis=-1), b[idx].mean(axis=-1)
-            ok = mean_b != 0
-            total += np.where(ok, (mean_f - mean_b) / np.where(ok, mean_b, 1.0), 0.0)
+            value, ok = _set_stat(f[idx].mean(axis=-1), b[idx].mean(axis=-1), statistic)
+            total += np.where(ok, value, 0.0)
             count += ok
         thetas.append(np.where(count > 0, total / np.maximum(count, 1), np.nan))
     theta = np.concatenate(thetas)
@@ -164,3 +181,13 @@ def mrc_ci(
     alpha = (1 - confidence) / 2
     low, high = np.quantile(theta, [alpha, 1 - alpha])
     return float(low), float(high)
+
+
+def mrc_ci(
+    pairs: Sequence[tuple],
+    n_resamples: int,
+    seed: int,
+    confidence: float = 0.95,
+) -> tuple[float, float]:
+    """CI of the mean ratio of change (a fraction): set_mean_ci with statistic "ratio"."""
+    return set_mean_ci(pairs, n_resamples, seed, "ratio", confidence)

@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     context = int(model.config.max_position_embeddings)
     watch.lap("load_model")
 
-    metric_rows, prediction_rows = [], []
+    metric_rows, prediction_rows, cell_times = [], [], []
     for s in plan["sets"]:
         test, demos = data[s.name]
         items = select_items(test, max_items, plan["seed"], s.name)
@@ -205,6 +205,9 @@ def main(argv: list[str] | None = None) -> None:
                 preds, scores, actions = evaluate_cell(
                     model, tokenizer, s, items, demos, fmt, shots, plan, context
                 )
+                seconds = time.perf_counter() - t
+                cell_times.append({"eval_set": s.name, "format": fmt, "shots": shots,
+                                   "seconds": round(seconds, 3)})
                 value = sum(scores) / len(scores)
                 n_trunc = sum(a != "none" for a in actions)
                 metric_rows.append(
@@ -238,7 +241,7 @@ def main(argv: list[str] | None = None) -> None:
                     )
                 print(
                     f"[evaluate] {s.name} {fmt} {shots}-shot: {s.task.metric}={value:.3f} "
-                    f"n={len(scores)} truncated={n_trunc} ({time.perf_counter() - t:.1f}s)",
+                    f"n={len(scores)} truncated={n_trunc} ({seconds:.1f}s)",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -246,6 +249,9 @@ def main(argv: list[str] | None = None) -> None:
 
     timing = {"import": _IMPORT_S, **watch.phases}
     timing["total"] = round(sum(timing.values()), 3)
+    # Per-cell seconds let the cost table split this job by experiment type (ID/OOD/...).
+    timing.update(device=str(next(model.parameters()).device.type), threads=args.threads,
+                  cells=cell_times)
     # All three outputs appear together or not at all.
     with (
         atomic_path(args.metrics) as m_tmp,

@@ -1,17 +1,21 @@
-"""The aggregate CLI: metrics CSVs (+ predictions.jsonl) in, perf/mrc/ft_vs_base out."""
+"""The aggregate CLI: metrics CSVs (+ predictions.jsonl) in, perf/ft_vs_base/scores out; the MRC
+table (python -m amuro.tables mrc) read from its outputs."""
 
 from __future__ import annotations
 
 import csv
 import json
 
+import numpy as np
 import polars as pl
 import pytest
 
-from amuro.aggregate import DIFF_COLUMNS, PERF_COLUMNS, cell_seed, main
-from amuro.bootstrap import mean_ci
+from amuro import tables
+from amuro.aggregate import DIFF_COLUMNS, PERF_COLUMNS, main
+from amuro.analysis.mrc import MRC_COLUMNS, SUMMARY_COLUMNS
+from amuro.analysis.scores import cell_seed, load_scores
+from amuro.bootstrap import mean_ci, mrc_ci
 from amuro.errors import run_cli
-from amuro.mrc import MRC_CSV_COLUMNS
 
 HEADER = ["model", "step", "tuning", "train_task", "eval_task", "eval_type", "eval_set", "role",
           "format", "shots", "metric", "value", "n", "n_truncated", "scoring"]
@@ -76,22 +80,31 @@ def inputs(tmp_path):
     return tmp_path, base, sft, manifest
 
 
-def run(argv, capsys):
-    """Run the CLI as `python -m` would; return (exit code, stderr)."""
+def run(argv, capsys, entry=main):
+    """Run a CLI as `python -m` would; return (exit code, stderr)."""
     try:
-        run_cli(main, [str(a) for a in argv])
+        run_cli(entry, [str(a) for a in argv])
         code = 0
     except SystemExit as exc:
         code = exc.code
     return code, capsys.readouterr().err
 
 
-def test_writes_perf_and_mrc(inputs, capsys):
+def run_mrc(perf_csv, scores, out_dir, capsys, *extra):
+    """python -m amuro.tables mrc on aggregate's outputs; returns (mrc.csv, summary, stderr)."""
+    mrc_csv, summary_csv = out_dir / "mrc.csv", out_dir / "mrc_summary.csv"
+    code, err = run(["mrc", "--perf", perf_csv, "--scores", scores, "--out", mrc_csv,
+                     "--summary", summary_csv, *extra], capsys, entry=tables.main)
+    assert code == 0, err
+    return pl.read_csv(mrc_csv), pl.read_csv(summary_csv), err
+
+
+def test_writes_perf_and_scores_for_the_mrc(inputs, capsys):
     tmp, base, sft, manifest = inputs
-    perf_csv, mrc_csv = tmp / "out" / "perf.csv", tmp / "out" / "mrc.csv"
+    out = tmp / "out"
+    perf_csv, scores = out / "perf.csv", out / "scores.parquet"
     code, err = run(["--metrics", sft, *base, "--manifest", f"tiny={manifest}",
-                     "--perf", perf_csv, "--mrc", mrc_csv, "--mrc-format", "default",
-                     "--mrc-base-shots", "4", "--mrc-ft-shots", "0", "--log-summary"], capsys)
+                     "--perf", perf_csv, "--scores", scores, "--log-summary"], capsys)
     assert code == 0, err
     perf = pl.read_csv(perf_csv)
     assert perf.columns == PERF_COLUMNS
@@ -103,29 +116,48 @@ def test_writes_perf_and_mrc(inputs, capsys):
     assert perf.filter(pl.col("step") == 800)["tokens"].unique().to_list() == [3276800]
     assert perf.filter(pl.col("tuning") == "base")["train_task"].null_count() == 6
     assert perf.filter(pl.col("eval_set") == "xsum")["n_truncated"].to_list() == [3, 3, 3]
+    assert "9 row(s)" in err and "900 per-example score(s) in 9 cell(s)" in err
+    assert not list(out.glob(".*"))  # no temp files left
 
-    out = pl.read_csv(mrc_csv)
-    assert out.columns == MRC_CSV_COLUMNS
-    assert out.height == 1
-    r = out.row(0, named=True)
+    # Every cell's scores, as read from predictions.jsonl (base cells have no train_task).
+    book = load_scores(scores)
+    assert len(book.cells) == 9
+    ids, values = book.get("tiny", 800, "base", None, "paws", "default", 4)
+    assert ids == [f"q{i}" for i in range(100)] and values.tolist() == scores_for(0.5, 100)
+    assert book.get("tiny", 800, "sft", "mnli", "xsum", "default", 0)[1].mean() == 0.5
+
+    result, summary, err = run_mrc(perf_csv, scores, out, capsys)
+    assert result.columns == MRC_COLUMNS
+    assert result.select("target_type", "direction", "n_sets").rows() == [
+        ("classification", "classification->classification", 1),
+        ("generation", "classification->generation", 1),
+        ("all", "classification->all", 2)]
+    r = result.filter(pl.col("target_type") == "all").row(0, named=True)
     assert (r["model"], r["step"], r["tokens"], r["train_task"], r["train_type"]) == (
         "tiny", 800, 3276800, "mnli", "classification")
     assert r["mrc_percent"] == pytest.approx(25.0)
     assert r["mean_change"] == pytest.approx(0.0)
-    assert r["n_sets"] == 2
-    assert "mrc: 1 row(s)" in err and "9 row(s)" in err
-    assert not list((tmp / "out").glob(".*"))  # no temp files left
+    assert result["mrc_percent"].to_list()[:2] == pytest.approx([-50.0, 100.0])
+    assert summary.columns == SUMMARY_COLUMNS
+    assert summary.select("direction", "train_task").rows() == [
+        ("classification->classification", "all"), ("classification->classification", "mnli"),
+        ("classification->generation", "all"), ("classification->generation", "mnli")]
+    assert "mean ratio of change per checkpoint: 3 row(s)" in err
+    assert "skipped" not in err
 
 
 def test_output_is_deterministic(inputs, capsys):
     tmp, base, sft, manifest = inputs
     outs = []
     for order, name in (([*base, sft], "a"), ([sft, *reversed(base)], "b")):
-        perf_csv, mrc_csv = tmp / f"{name}_perf.csv", tmp / f"{name}_mrc.csv"
-        code, err = run(["--metrics", *order, "--manifest", manifest,
-                         "--perf", perf_csv, "--mrc", mrc_csv], capsys)
+        out = tmp / name
+        perf_csv, scores = out / "perf.csv", out / "scores.parquet"
+        code, err = run(["--metrics", *order, "--manifest", manifest, "--perf", perf_csv,
+                         "--scores", scores, "--diff", out / "d.csv"], capsys)
         assert code == 0, err
-        outs.append((perf_csv.read_bytes(), mrc_csv.read_bytes()))
+        run_mrc(perf_csv, scores, out, capsys)
+        outs.append([(out / f).read_bytes() for f in ("perf.csv", "scores.parquet", "d.csv",
+                                                      "mrc.csv", "mrc_summary.csv")])
     assert outs[0] == outs[1]
 
 
@@ -135,18 +167,20 @@ def test_summary_reports_skipped_sets(tmp_path, capsys):
             row("sft", "mnli", "xsum", 0.5, "cross", 0)]
     metrics = [write_metrics(tmp_path / "base" / "m.csv", rows[:1]),
                write_metrics(tmp_path / "sft" / "m.csv", rows[1:])]
-    code, err = run(["--metrics", *metrics, "--perf", tmp_path / "perf.csv",
-                     "--mrc", tmp_path / "mrc.csv", "--log-summary"], capsys)
+    perf_csv, scores = tmp_path / "perf.csv", tmp_path / "scores.parquet"
+    code, err = run(["--metrics", *metrics, "--perf", perf_csv, "--scores", scores,
+                     "--log-summary"], capsys)
     assert code == 0, err
-    assert "1 set(s) skipped: base score 0" in err
-    assert "1 set(s) skipped: no base row" in err
-    assert "zero_base: tiny step 800 sft/mnli on paws (accuracy)" in err
-    assert "missing_base: tiny step 800 sft/mnli on xsum (rougeL)" in err
     assert "tokens left empty for: tiny" in err
-    r = pl.read_csv(tmp_path / "mrc.csv").row(0, named=True)
+    result, summary, err = run_mrc(perf_csv, scores, tmp_path, capsys)
+    assert "1 (model, set) pair(s) skipped: base score 0, left out of the ratio (paws)" in err
+    assert "1 (model, set) pair(s) skipped: no base row, left out (xsum)" in err
+    r = result.filter(pl.col("target_type") == "all").row(0, named=True)
     assert (r["n_sets"], r["n_zero_base"], r["n_missing_base"]) == (0, 1, 1)
-    assert r["mrc_percent"] is None
+    assert r["mrc_percent"] is None and r["mrc_ci_low_percent"] is None
     assert r["mean_change"] == pytest.approx(0.25)
+    assert r["direction"] is None  # no in-domain row tells the training task's type
+    assert summary.height == 0
 
 
 def test_duplicate_key_is_refused(inputs, capsys):
@@ -209,7 +243,7 @@ def full_run(inputs, capsys, *extra):
     tmp, base, sft, manifest = inputs
     out = tmp / "out"
     code, err = run(["--metrics", sft, *base, "--manifest", f"tiny={manifest}",
-                     "--perf", out / "perf.csv", "--mrc", out / "mrc.csv",
+                     "--perf", out / "perf.csv", "--scores", out / "scores.parquet",
                      "--diff", out / "ft_vs_base.csv", *extra], capsys)
     assert code == 0, err
     return out, err
@@ -231,20 +265,38 @@ def test_perf_ci_columns(inputs, capsys):
 
 
 def test_bootstrap_disabled_gives_point_estimates(inputs, capsys):
-    out, _ = full_run(inputs, capsys, "--bootstrap-resamples", "0")
+    out, err = full_run(inputs, capsys, "--bootstrap-resamples", "0")
+    assert "(disabled: CIs equal the point estimates)" in err
     perf = pl.read_csv(out / "perf.csv")
     assert perf["ci_low"].to_list() == perf["value"].to_list() == perf["ci_high"].to_list()
-    r = pl.read_csv(out / "mrc.csv").row(0, named=True)
-    assert r["mrc_ci_low_percent"] == r["mrc_percent"] == r["mrc_ci_high_percent"]
+    result, summary, _ = run_mrc(out / "perf.csv", out / "scores.parquet", out, capsys,
+                                 "--bootstrap-resamples", "0")
+    for df in (result, summary):
+        assert df["mrc_ci_low_percent"].to_list() == df["mrc_percent"].to_list()
+        assert df["mrc_ci_high_percent"].to_list() == df["mrc_percent"].to_list()
     diff = pl.read_csv(out / "ft_vs_base.csv")
     assert diff["diff_ci_low"].to_list() == diff["diff"].to_list()
 
 
 def test_mrc_ci_columns(inputs, capsys):
     out, _ = full_run(inputs, capsys)
-    r = pl.read_csv(out / "mrc.csv").row(0, named=True)
+    result, summary, _ = run_mrc(out / "perf.csv", out / "scores.parquet", out, capsys,
+                                 "--bootstrap-resamples", "300", "--bootstrap-seed", "5")
+    r = result.filter(pl.col("target_type") == "all").row(0, named=True)
     assert r["mrc_percent"] == pytest.approx(25.0)
     assert r["mrc_ci_low_percent"] < 25.0 < r["mrc_ci_high_percent"]
+    # Exactly the library's stratified bootstrap over the two cross-task sets (paws, xsum),
+    # items paired by id in id order, seeded per row.
+    order = sorted(range(100), key=lambda i: f"q{i}")
+    pairs = [(np.array(scores_for(f, 100))[order], np.array(scores_for(b, 100))[order])
+             for f, b in ((0.25, 0.5), (0.5, 0.25))]
+    low, high = mrc_ci(pairs, 300, cell_seed(5, "mrc", "tiny", 800, "sft", "mnli", "all",
+                                             "default"))
+    assert (r["mrc_ci_low_percent"], r["mrc_ci_high_percent"]) == pytest.approx(
+        (low * 100, high * 100), abs=1e-9)
+    for s in summary.iter_rows(named=True):
+        assert s["mrc_ci_low_percent"] < s["mrc_percent"] < s["mrc_ci_high_percent"]
+        assert s["significant"] == (s["mrc_ci_low_percent"] > 0 or s["mrc_ci_high_percent"] < 0)
 
 
 def test_ft_vs_base_rows(inputs, capsys):
@@ -267,8 +319,9 @@ def test_unmatched_ids_are_counted(tmp_path, capsys):
                          ids=[f"q{i}" for i in range(10, 110)])
     sft = write_metrics(tmp_path / "sft" / "metrics.csv",
                         [row("sft", "mnli", "paws", 0.25, "cross", 0)])
-    code, err = run(["--metrics", base, sft, "--perf", tmp_path / "perf.csv", "--mrc",
-                     tmp_path / "mrc.csv", "--diff", tmp_path / "d.csv", "--log-summary"], capsys)
+    code, err = run(["--metrics", base, sft, "--perf", tmp_path / "perf.csv", "--scores",
+                     tmp_path / "scores.parquet", "--diff", tmp_path / "d.csv", "--log-summary"],
+                    capsys)
     assert code == 0, err
     assert "1 FT/base pair(s) with unmatched item ids: 10 id(s) only in the fine-tuned" in err
     assert "10 only in the base" in err
@@ -277,6 +330,12 @@ def test_unmatched_ids_are_counted(tmp_path, capsys):
     assert (d["n_paired"], d["n_unpaired"]) == (90, 20)
     # paired items q10..q99: FT scores 1 on q10..q24 (15), base on q10..q59 (50)
     assert (d["ft_value"], d["base_value"]) == pytest.approx((15 / 90, 50 / 90))
+    # The MRC reads the perf values (0.25 vs 0.5: -50 %); without resampling its CI is that
+    # point, not the paired items' ratio (-70 %).
+    result, _, _ = run_mrc(tmp_path / "perf.csv", tmp_path / "scores.parquet", tmp_path, capsys,
+                           "--bootstrap-resamples", "0")
+    r = result.filter(pl.col("target_type") == "all").row(0, named=True)
+    assert r["mrc_ci_low_percent"] == r["mrc_percent"] == r["mrc_ci_high_percent"] == -50.0
 
 
 def test_predictions_mismatch_is_one_line_error(inputs, capsys):
@@ -309,3 +368,20 @@ def test_predictions_count_mismatch_and_missing_file(inputs, capsys):
     code, err = run(["--metrics", *base, sft, "--perf", tmp / "perf.csv"], capsys)
     assert code == 2
     assert err.startswith(f"error: {preds}: file not found") and len(err.strip().splitlines()) == 1
+
+
+def test_mrc_options_moved_to_the_tables_cli(inputs, capsys):
+    tmp, base, sft, _ = inputs
+    code, err = run(["--metrics", *base, sft, "--perf", tmp / "perf.csv", "--mrc",
+                     tmp / "mrc.csv"], capsys)
+    assert code == 2 and "unrecognized arguments: --mrc" in err
+    assert not (tmp / "perf.csv").exists()
+
+
+def test_diff_shots_are_options(inputs, capsys):
+    # Base checkpoints were evaluated at 4 shots only: asked for 0-shot bases, no row pairs.
+    out, err = full_run(inputs, capsys, "--base-shots", "0")
+    diff = pl.read_csv(out / "ft_vs_base.csv")
+    assert diff.height == 3 and diff["base_value"].null_count() == 3
+    assert (diff["base_shots"] == 0).all() and (diff["n_paired"] == 0).all()
+    assert "diff: 3 row(s) (fine-tuned 0-shot vs base 0-shot)" in err

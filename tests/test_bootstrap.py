@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from amuro.bootstrap import mean_ci, mrc_ci, mrc_point, paired_diff_ci
+from amuro.bootstrap import (
+    mean_ci,
+    mrc_ci,
+    mrc_point,
+    paired_diff_ci,
+    set_mean_ci,
+    set_mean_point,
+)
 
 
 def coin(n, p, seed):
@@ -100,3 +107,45 @@ def test_mrc_ci_contains_point_and_is_deterministic():
 def test_mrc_ci_no_usable_set():
     low, high = mrc_ci([(np.ones(5), np.zeros(5)), (np.zeros(0), np.zeros(0))], 100, seed=1)
     assert np.isnan(low) and np.isnan(high)
+
+
+def test_set_mean_point_diff_keeps_zero_base_sets():
+    pairs = [([1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]),   # diff 0.5, ratio undefined
+             ([1.0, 0.0], [1.0, 1.0]),                       # diff -0.5, ratio -0.5
+             ([], [])]                                       # no items: ignored
+    assert set_mean_point(pairs, "diff") == 0.0
+    assert set_mean_point(pairs[:1], "diff") == 0.5
+    assert set_mean_point(pairs, "ratio") == -0.5
+    assert np.isnan(set_mean_point(pairs[:1], "ratio"))
+    assert np.isnan(set_mean_point([], "diff"))
+
+
+def test_set_mean_ci_diff_single_set_equals_paired_diff_ci():
+    a, b = coin(50, 0.6, 7), coin(50, 0.45, 8)
+    assert set_mean_ci([(a, b)], 300, seed=4, statistic="diff") == pytest.approx(
+        paired_diff_ci(a, b, 300, seed=4), abs=1e-12)
+
+
+def test_set_mean_ci_diff_is_stratified_and_brackets_the_point():
+    pairs = [(coin(100, 0.7, 1), coin(100, 0.5, 2)), (coin(30, 0.2, 3), np.zeros(30))]
+    point = set_mean_point(pairs, "diff")
+    assert point == pytest.approx(np.mean([p[0].mean() - p[1].mean() for p in pairs]))
+    low, high = set_mean_ci(pairs, 500, seed=2, statistic="diff")
+    assert low < point < high
+    # By hand: each set resampled on its own, in order, from one generator.
+    rng = np.random.default_rng(2)
+    theta = np.zeros(500)
+    for f, b in pairs:
+        idx = rng.integers(0, f.size, (500, f.size))
+        theta += (f[idx].mean(1) - b[idx].mean(1)) / len(pairs)
+    assert (low, high) == pytest.approx(tuple(np.quantile(theta, [0.025, 0.975])), abs=1e-12)
+    assert set_mean_ci(pairs, 0, seed=2, statistic="diff") == (point, point)
+
+
+def test_mrc_ci_is_set_mean_ci_of_ratios_and_statistic_is_checked():
+    pairs = [(coin(40, 0.6, 1), coin(40, 0.4, 2))]
+    assert mrc_ci(pairs, 200, seed=3) == set_mean_ci(pairs, 200, seed=3, statistic="ratio")
+    with pytest.raises(ValueError, match="statistic must be"):
+        set_mean_ci(pairs, 10, seed=1, statistic="mean")
+    with pytest.raises(ValueError, match="differ in length"):
+        set_mean_ci([([1.0, 0.0], [1.0])], 10, seed=1, statistic="diff")

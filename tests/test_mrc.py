@@ -1,18 +1,18 @@
-"""Mean ratio of change on hand-made tables with known answers."""
+"""Mean ratio of change on hand-made tables with known answers (amuro.analysis.mrc)."""
 
 from __future__ import annotations
 
 import polars as pl
 import pytest
 
-from amuro.bootstrap import mrc_ci, mrc_point
-from amuro.mrc import (
+from amuro.analysis.mrc import (
     MRC_COLUMNS,
-    MRC_CSV_COLUMNS,
+    SUMMARY_COLUMNS,
     cross_task_pairs,
     mean_ratio_of_change,
     skipped_sets,
 )
+from amuro.bootstrap import mrc_ci, mrc_point
 
 SCHEMA = {
     "model": pl.String, "step": pl.Int64, "tokens": pl.Int64, "tuning": pl.String,
@@ -55,16 +55,23 @@ def test_mrc_known_answer():
     ])
     out = mean_ratio_of_change(perf, "default", base_shots=4, ft_shots=0)
     assert out.columns == MRC_COLUMNS
-    row = one(out, train_task="mnli")
+    # One row per target type present, then "all".
+    assert out.select("target_type", "direction").rows() == [
+        ("classification", "classification->classification"),
+        ("generation", "classification->generation"),
+        ("all", "classification->all")]
+    row = one(out, target_type="all")
     # ratios (0.25-0.5)/0.5 = -0.5 and (0.5-0.25)/0.25 = +1.0 -> mean 0.25 -> 25 %
-    assert row["mrc_percent"] == pytest.approx(25.0)
+    assert row["mrc_percent"] == 25.0
     assert row["mean_change"] == pytest.approx(0.0)
     assert row["n_sets"] == 2
     assert row["n_zero_base"] == 0 and row["n_missing_base"] == 0
     assert row["train_type"] == "classification"
     assert row["tokens"] == 4096 * 1000
-    assert row["mrc_to_classification_percent"] == pytest.approx(-50.0)
-    assert row["mrc_to_generation_percent"] == pytest.approx(100.0)
+    assert row["mrc_ci_low_percent"] is None and row["mrc_ci_high_percent"] is None  # add_ci
+    assert one(out, target_type="classification")["mrc_percent"] == -50.0
+    assert one(out, target_type="generation")["mrc_percent"] == 100.0
+    assert one(out, target_type="generation")["n_sets"] == 1
 
 
 def test_zero_base_is_guarded_and_counted():
@@ -72,13 +79,17 @@ def test_zero_base_is_guarded_and_counted():
         base("paws", 0.5), base("xsum", 0.25), base("socialiqa", 0.0),
         ft("mnli", "paws", 0.25), ft("mnli", "xsum", 0.5), ft("mnli", "socialiqa", 0.75),
     ])
-    row = one(mean_ratio_of_change(perf, "default", 4, 0), train_task="mnli")
-    assert row["mrc_percent"] == pytest.approx(25.0)  # zero-base set not in the ratio mean
+    out = mean_ratio_of_change(perf, "default", 4, 0)
+    row = one(out, train_task="mnli", target_type="all")
+    assert row["mrc_percent"] == 25.0  # zero-base set not in the ratio mean
     assert row["n_sets"] == 2
     assert row["n_zero_base"] == 1
     # ...but in the raw mean change: (-0.25 + 0.25 + 0.75) / 3
     assert row["mean_change"] == pytest.approx(0.25)
-    assert row["train_type"] is None  # no ID rows for mnli
+    assert row["train_type"] is None and row["direction"] is None  # no ID rows for mnli
+    cls = one(out, target_type="classification")
+    assert (cls["n_sets"], cls["n_zero_base"], cls["mrc_percent"]) == (1, 1, -50.0)
+    assert cls["mean_change"] == pytest.approx(0.25)  # (-0.25 + 0.75) / 2
     skipped = skipped_sets(cross_task_pairs(perf, "default", 4, 0))
     assert skipped.select("eval_set", "reason").rows() == [("socialiqa", "zero_base")]
 
@@ -88,12 +99,15 @@ def test_missing_base_counted_not_dropped():
         base("paws", 0.5),
         ft("mnli", "paws", 0.25), ft("mnli", "xsum", 0.5),
     ])
-    row = one(mean_ratio_of_change(perf, "default", 4, 0), train_task="mnli")
+    out = mean_ratio_of_change(perf, "default", 4, 0)
+    row = one(out, train_task="mnli", target_type="all")
     assert row["n_sets"] == 1
     assert row["n_missing_base"] == 1
-    assert row["mrc_percent"] == pytest.approx(-50.0)
+    assert row["mrc_percent"] == -50.0
     assert row["mean_change"] == pytest.approx(-0.25)
-    assert row["mrc_to_generation_percent"] is None  # no usable generation set
+    gen = one(out, target_type="generation")  # no usable generation set
+    assert gen["mrc_percent"] is None and gen["mean_change"] is None
+    assert (gen["n_sets"], gen["n_missing_base"]) == (0, 1)
     skipped = skipped_sets(cross_task_pairs(perf, "default", 4, 0))
     assert skipped.select("eval_set", "reason").rows() == [("xsum", "missing_base")]
 
@@ -106,16 +120,17 @@ def test_type_split_per_training_task():
         ft("xsum", "xsum", 0.3, role="ID"), ft("xsum", "mnli", 0.5), ft("xsum", "paws", 0.25),
     ])
     out = mean_ratio_of_change(perf, "default", 4, 0)
-    assert out["train_task"].to_list() == ["mnli", "xsum"]  # sorted
-    cls = one(out, train_task="mnli")
-    assert cls["train_type"] == "classification"
-    assert cls["mrc_to_generation_percent"] == pytest.approx(-50.0)
-    assert cls["mrc_to_classification_percent"] == pytest.approx(0.0)
-    assert cls["mrc_percent"] == pytest.approx(-25.0)
-    gen = one(out, train_task="xsum")
-    assert gen["train_type"] == "generation"
-    assert gen["mrc_to_classification_percent"] == pytest.approx(-25.0)
-    assert gen["mrc_to_generation_percent"] is None
+    assert out.select("train_task", "target_type").rows() == [  # sorted
+        ("mnli", "classification"), ("mnli", "generation"), ("mnli", "all"),
+        ("xsum", "classification"), ("xsum", "all")]
+    assert one(out, direction="classification->generation")["mrc_percent"] == pytest.approx(-50)
+    assert one(out, direction="classification->classification")["mrc_percent"] == 0.0
+    assert one(out, direction="classification->all")["mrc_percent"] == pytest.approx(-25.0)
+    gen = one(out, direction="generation->classification")
+    assert gen["train_type"] == "generation" and gen["train_task"] == "xsum"
+    assert gen["mrc_percent"] == -25.0  # (0 + -0.5) / 2
+    assert one(out, direction="generation->all")["mrc_percent"] == -25.0
+    assert out.filter(pl.col("direction") == "generation->generation").height == 0
 
 
 def test_only_requested_format_and_shots_are_used():
@@ -124,11 +139,17 @@ def test_only_requested_format_and_shots_are_used():
         ft("mnli", "paws", 0.25), ft("mnli", "paws", 0.9, shots=4),
         ft("mnli", "paws", 0.9, fmt="io"),
     ])
-    row = one(mean_ratio_of_change(perf, "default", 4, 0), train_task="mnli")
+    row = one(mean_ratio_of_change(perf, "default", 4, 0), target_type="all")
     assert row["n_sets"] == 1
-    assert row["mrc_percent"] == pytest.approx(-50.0)
-    io = one(mean_ratio_of_change(perf, "io", 0, 0), train_task="mnli")
+    assert row["mrc_percent"] == -50.0
+    io = one(mean_ratio_of_change(perf, "io", 0, 0), target_type="all")
     assert io["n_sets"] == 0 and io["n_missing_base"] == 1  # io base was read at 4 shots only
+
+
+def test_several_base_rows_for_one_set_refused():
+    perf = table([base("paws", 0.5), base("paws", 0.25), ft("mnli", "paws", 0.25)])
+    with pytest.raises(ValueError, match="several base rows"):
+        mean_ratio_of_change(perf, "default", 4, 0)
 
 
 def test_steps_are_separate_checkpoints_and_ft_without_cross_sets_kept():
@@ -137,13 +158,14 @@ def test_steps_are_separate_checkpoints_and_ft_without_cross_sets_kept():
         ft("mnli", "paws", 0.25, step=1000), ft("mnli", "paws", 0.5, step=2000),
         ft("xsum", "xsum", 0.3, role="ID", step=1000),
     ])
-    out = mean_ratio_of_change(perf, "default", 4, 0)
+    out = mean_ratio_of_change(perf, "default", 4, 0).filter(pl.col("target_type") == "all")
     assert out.select("step", "train_task").rows() == [
         (1000, "mnli"), (1000, "xsum"), (2000, "mnli")]
     # exact: -0.25/0.5 and 0.25/0.25 are exact in binary floating point
     assert out["mrc_percent"].to_list() == [-50.0, None, 100.0]
     xsum = one(out, train_task="xsum")
     assert xsum["n_sets"] == 0 and xsum["mean_change"] is None
+    assert xsum["direction"] == "generation->all"
 
 
 def test_empty_table_gives_empty_result():
@@ -160,7 +182,7 @@ def test_bootstrap_mrc_agrees_with_table_mrc():
 
     values = {"paws": (0.25, 0.5), "xsum": (0.5, 0.25), "socialiqa": (0.75, 0.0)}
     perf = table([r for s, (f, b) in values.items() for r in (base(s, b), ft("mnli", s, f))])
-    row = one(mean_ratio_of_change(perf, "default", 4, 0), train_task="mnli")
+    row = one(mean_ratio_of_change(perf, "default", 4, 0), target_type="all")
     pairs = [(items(f), items(b)) for f, b in values.values()]
     assert mrc_point(pairs) * 100 == pytest.approx(row["mrc_percent"])
     low, high = mrc_ci(pairs, 500, seed=1)
@@ -168,7 +190,7 @@ def test_bootstrap_mrc_agrees_with_table_mrc():
 
 
 def test_csv_columns_put_the_ci_next_to_the_mrc():
-    at = MRC_CSV_COLUMNS.index("mrc_percent")
-    assert MRC_CSV_COLUMNS[at:at + 3] == ["mrc_percent", "mrc_ci_low_percent",
-                                          "mrc_ci_high_percent"]
-    assert [c for c in MRC_CSV_COLUMNS if "_ci_" not in c] == MRC_COLUMNS
+    for columns in (MRC_COLUMNS, SUMMARY_COLUMNS):
+        at = columns.index("mrc_percent")
+        assert columns[at:at + 3] == ["mrc_percent", "mrc_ci_low_percent",
+                                      "mrc_ci_high_percent"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import subprocess
@@ -47,6 +48,9 @@ def test_dry_run_lists_the_full_default_grid(tmp_path):
     assert counts["finetune"] == n_steps * n_train
     assert counts["evaluate"] == n_steps * (n_train + 1)
     assert counts["aggregate"] == 1
+    for rule in ("table_mrc", "table_ood", "table_groups", "table_formats", "table_cost",
+                 "figures", "report"):
+        assert counts[rule] == 1, rule
 
 
 def test_lint_is_clean():
@@ -81,6 +85,10 @@ def _broken(tmp_path, edit) -> Path:
          "tasks.bogus.type: 'ranking' is not one of"),
         (lambda c: c["finetune"].update(per_task={"poetry": {"lr": 1e-3}}),
          "finetune.per_task.poetry: unknown task"),
+        (lambda c: c["analysis"]["compare"].update(base_shots=3),
+         "analysis.compare.base_shots: 3 is not evaluated"),
+        (lambda c: c["analysis"].update(groups={"min_rise": -1}),
+         "analysis.groups.min_rise: -1 is less than the minimum of 0"),
     ],
 )
 def test_bad_config_stops_with_one_line_before_any_job(tmp_path, edit, expected):
@@ -114,8 +122,13 @@ def test_end_to_end_small_study(tmp_path):
     assert {r["tokens"] for r in perf if r["step"] == "6"} == {str(6 * 4 * 64)}
     with open(work / "results" / "mrc.csv") as fh:
         mrc = list(csv.DictReader(fh))
-    assert sorted((r["step"], r["train_task"]) for r in mrc) == [
-        ("0", "nli"), ("0", "summarization"), ("6", "nli"), ("6", "summarization")]
+    # nli's cross-task sets: tw_news (generation), tw_truth; summarization's: tw_nli, tw_truth
+    assert sorted((r["step"], r["train_task"], r["direction"]) for r in mrc) == sorted(
+        (step, task, direction) for step in ("0", "6") for task, direction in (
+            ("nli", "classification->classification"), ("nli", "classification->generation"),
+            ("nli", "classification->all"), ("summarization", "generation->classification"),
+            ("summarization", "generation->all")))
+    _check_tables_figures_report(work / "results")
     for rule in ("pretrain", "finetune", "evaluate"):
         assert list((work / "results" / "benchmarks" / rule).rglob("*.tsv")), rule
     assert (work / "logs" / "aggregate" / "aggregate.log").exists()
@@ -129,7 +142,9 @@ def test_end_to_end_small_study(tmp_path):
     changed_path.write_text(yaml.safe_dump(changed))
     counts = job_counts(snakemake("-n", "--configfile", str(changed_path), "--directory",
                                   str(work)))
-    assert counts == {"finetune": 2, "evaluate": 2, "aggregate": 1, "all": 1}
+    assert counts == {"finetune": 2, "evaluate": 2, "aggregate": 1, "table_mrc": 1,
+                      "table_ood": 1, "table_groups": 1, "table_formats": 1, "table_cost": 1,
+                      "figures": 1, "report": 1, "all": 1}
 
     # One target pulls in only the jobs it needs.
     fresh = tmp_path / "fresh"
@@ -137,3 +152,45 @@ def test_end_to_end_small_study(tmp_path):
     counts = job_counts(snakemake("-n", one_model, "--configfile", str(TEST_CONFIG),
                                   "--directory", str(fresh)))
     assert counts == {"make_world": 1, "pretrain_mini": 1, "finetune": 1, "evaluate": 1}
+    counts = job_counts(snakemake("-n", "results/mrc.csv", "--configfile", str(TEST_CONFIG),
+                                  "--directory", str(fresh)))
+    assert counts == {"make_world": 1, "pretrain_mini": 1, "finetune": 4, "evaluate": 6,
+                      "aggregate": 1, "table_mrc": 1}
+
+
+TABLES = ["perf", "ft_vs_base", "mrc", "mrc_summary", "ood", "groups", "ft_gain_by_group",
+          "format", "format_summary", "cost"]
+FIGURES = ["fig02_base_fewshot", "fig03_ft_vs_base_examples", "fig04_gain_by_group",
+           "fig05_format_examples", "fig06_ood_examples", "fig07_ood_ratio",
+           "fig08_untrained_sets", "fig09_ft_vs_base_id", "fig10_ft_vs_base_ood",
+           "fig11_cross_from_classification", "fig12_cross_from_generation",
+           "fig13_formats_all"]
+
+
+def _check_tables_figures_report(results: Path) -> None:
+    for name in TABLES:
+        with open(results / f"{name}.csv") as fh:
+            assert len(list(csv.DictReader(fh))) > 0, name
+    with open(results / "cost.csv") as fh:
+        experiments = {r["experiment"] for r in csv.DictReader(fh)}
+    assert {"pre-training", "fine-tuning", "evaluation: base in-context",
+            "evaluation: in-domain", "evaluation: out-of-domain", "evaluation: cross-task",
+            "evaluation: task format"} == experiments
+    index = json.loads((results / "figures" / "figures.json").read_text())
+    assert [f["name"] for f in index] == FIGURES
+    for fig in index:
+        for name in fig["files"]:
+            assert (results / "figures" / name).stat().st_size > 5000, name
+    panels = {f["name"]: f["panels"] for f in index}
+    # one panel per fine-tuned task on its in-domain set; base and fine-tuned per format
+    assert panels["fig09_ft_vs_base_id"] == ["nli → tw_nli", "summarization → tw_news"]
+    assert panels["fig10_ft_vs_base_ood"] == ["nli → tw_nli2", "summarization → tw_stories"]
+    assert panels["fig13_formats_all"] == ["tw_nli: base", "tw_nli: fine-tuned",
+                                           "tw_news: base", "tw_news: fine-tuned"]
+    assert panels["fig07_ood_ratio"] == ["fine-tuned task → OOD set"]
+    page = (results / "report.html").read_text()
+    for section in ("learn in pre-training", "Table 5", "Task format", "mean ratio of change",
+                    "out-of-domain", "Compute", "Run settings"):
+        assert section in page, section
+    assert page.count("<img ") == len(FIGURES)
+    assert "95% CI" in page and "Fine-tuning on <b>classification</b> tasks changed" in page

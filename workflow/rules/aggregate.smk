@@ -1,4 +1,5 @@
-# Aggregation: the tidy performance table (with bootstrap intervals) and the derived tables.
+# Aggregation: the tidy performance table with bootstrap intervals, every fine-tuned cell
+# against its base checkpoint, and all per-example scores for the analysis tables.
 
 
 rule aggregate:
@@ -8,13 +9,12 @@ rule aggregate:
         manifests=all_manifests(),
     output:
         perf="results/perf.csv",
-        mrc="results/mrc.csv",
         diff="results/ft_vs_base.csv",
+        scores="results/scores.parquet",
     params:
         manifests=manifest_args,
-        mrc_format=config["analysis"]["mrc"]["format"],
-        mrc_base_shots=config["analysis"]["mrc"]["base_shots"],
-        mrc_ft_shots=config["analysis"]["mrc"]["finetuned_shots"],
+        base_shots=config["analysis"]["compare"]["base_shots"],
+        ft_shots=config["analysis"]["compare"]["finetuned_shots"],
         resamples=config["analysis"]["bootstrap"]["resamples"],
         seed=config["analysis"]["bootstrap"]["seed"],
     log:
@@ -23,8 +23,7 @@ rule aggregate:
         "../envs/amuro.yaml"
     shell:
         "python -m amuro.aggregate --metrics {input.metrics} --manifest {params.manifests}"
-        " --perf {output.perf} --mrc {output.mrc} --diff {output.diff}"
-        " --mrc-format {params.mrc_format}"
-        " --mrc-base-shots {params.mrc_base_shots} --mrc-ft-shots {params.mrc_ft_shots}"
+        " --perf {output.perf} --diff {output.diff} --scores {output.scores}"
+        " --base-shots {params.base_shots} --ft-shots {params.ft_shots}"
         " --bootstrap-resamples {params.resamples} --bootstrap-seed {params.seed}"
         " --log-summary 2> {log}"

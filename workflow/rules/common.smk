@@ -45,6 +45,13 @@ def validate_config(cfg):
     for ds in cfg.get("datasets", {}):
         if ds not in owner:
             config_error(f"datasets.{ds}: not used by any task")
+    cmp, ev = cfg["analysis"]["compare"], cfg["evaluate"]
+    for key, allowed in (("format", ev["formats"]), ("base_shots", ev["base_shots"]),
+                         ("finetuned_shots", ev["finetuned_shots"])):
+        field = {"format": "formats"}.get(key, key)
+        if cmp[key] not in allowed:
+            config_error(f"analysis.compare.{key}: {cmp[key]!r} is not evaluated; expected one "
+                         f"of evaluate.{field} {allowed}")
     for name in cfg["finetune"].get("per_task", {}):
         if name not in cfg["tasks"]:
             config_error(f"finetune.per_task.{name}: unknown task; expected one of "
@@ -207,5 +214,42 @@ def manifest_args(wildcards, input):
     return " ".join(f"{m}={path}" for m, path in zip(MODELS, input.manifests))
 
 
+def all_finetuned(wildcards=None):
+    return [f"results/models/{m}/step{s}/sft-{t}"
+            for m in MODELS for s in model_steps(m) for t in TRAIN_TASKS]
+
+
+def compare_args(wildcards=None):
+    """The FT-vs-base comparison and bootstrap settings every table step shares."""
+    an = config["analysis"]
+    cmp, boot = an["compare"], an["bootstrap"]
+    return (f"--format {cmp['format']} --base-shots {cmp['base_shots']}"
+            f" --ft-shots {cmp['finetuned_shots']} --bootstrap-resamples {boot['resamples']}"
+            f" --bootstrap-seed {boot['seed']}")
+
+
+def cost_jobs(wildcards=None):
+    """Every compute job with its benchmark and timing files, for the cost table (JSON)."""
+    jobs = []
+    for m in MODELS:
+        jobs.append({"kind": "pretrain", "benchmark": f"results/benchmarks/pretrain/{m}.tsv",
+                     "timing": f"results/checkpoints/{m}/timing.json"})
+        for s in model_steps(m):
+            for t in TRAIN_TASKS:
+                jobs.append({"kind": "finetune", "train_task": t,
+                             "benchmark": f"results/benchmarks/finetune/{m}/step{s}/{t}.tsv"})
+            for tuning in TUNINGS:
+                eval_dir = f"results/eval/{m}/step{s}/{tuning}"
+                jobs.append({"kind": "evaluate", "train_task": train_task_of(tuning),
+                             "benchmark": f"results/benchmarks/evaluate/{m}/step{s}/{tuning}.tsv",
+                             "timing": f"{eval_dir}/timing.json",
+                             "metrics": f"{eval_dir}/metrics.csv"})
+    return json.dumps(jobs, sort_keys=True)
+
+
+TABLES = ["perf", "ft_vs_base", "mrc", "mrc_summary", "ood", "groups", "ft_gain_by_group",
+          "format", "format_summary", "cost"]
+
+
 def final_outputs():
-    return ["results/perf.csv", "results/mrc.csv", "results/ft_vs_base.csv"]
+    return [f"results/{name}.csv" for name in TABLES] + ["results/report.html"]

@@ -1,0 +1,388 @@
+"""One HTML page with the study's findings: computed sentences, figures, tables, settings.
+
+    python -m amuro.report --results results --figures results/figures \\
+        --config-json '{...}' --out results/report.html
+
+Every number in a sentence is read from the run's tables (results/*.csv); nothing is typed in.
+Figures are embedded (PNG, base64) so the page can be mailed or moved on its own; the PDFs
+stay beside it in the figures folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import json
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+import polars as pl
+
+from amuro.errors import AmuroError, run_cli
+from amuro.io import atomic_path, parse_json_object
+
+PACKAGES = ["amuro", "torch", "transformers", "peft", "datasets", "evaluate", "rouge-score",
+            "polars", "scipy", "seaborn", "matplotlib", "snakemake"]
+PAPER = {"classification->generation": -61.4, "generation->classification": 0.3}
+TABLES = ["mrc", "mrc_summary", "ood", "groups", "ft_gain_by_group", "format", "format_summary",
+          "cost", "perf", "ft_vs_base"]
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1150px;
+margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
+h1{margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
+.finding{background:#f6f8fa;border-left:4px solid #1f77b4;padding:.5em 1em;margin:.6em 0}
+.sig{color:#b00020;font-weight:600} .ns{color:#555}
+table{border-collapse:collapse;font-size:.85em;margin:.6em 0}
+td,th{border:1px solid #ddd;padding:.2em .5em;text-align:right}
+th{background:#f0f0f0} td:first-child,th:first-child{text-align:left}
+figure{margin:1em 0} figcaption{font-size:.9em;color:#444}
+img{max-width:100%;border:1px solid #eee}
+details{margin:.5em 0} code{background:#f3f3f3;padding:0 .2em}
+.muted{color:#666;font-size:.9em}
+"""
+
+
+def _read(results: Path, name: str) -> pl.DataFrame:
+    path = results / f"{name}.csv"
+    if not path.is_file():
+        raise AmuroError(f"{path}: file not found (run the table steps first)")
+    return pl.read_csv(path, infer_schema_length=10_000)
+
+
+def num(x, digits=3) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def pct(x, signed=True) -> str:
+    return "n/a" if x is None else (f"{x:+.1f}%" if signed else f"{x:.1f}%")
+
+
+def ci(lo, hi, fmt=num) -> str:
+    return "no interval" if lo is None or hi is None else f"95% CI {fmt(lo)} to {fmt(hi)}"
+
+
+def significance(lo, hi) -> str:
+    if lo is None or hi is None:
+        return ""
+    if lo > 0 or hi < 0:
+        return '<span class="sig">significantly different from 0</span>'
+    return '<span class="ns">not significantly different from 0</span>'
+
+
+def table_html(df: pl.DataFrame, max_rows: int = 200) -> str:
+    """A plain HTML table; floats to 4 significant decimals."""
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in df.columns)
+    body = []
+    for row in df.head(max_rows).iter_rows():
+        cells = []
+        for v in row:
+            text = "" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
+            cells.append(f"<td>{html.escape(text)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    more = (f'<p class="muted">first {max_rows} of {df.height} rows; the CSV has them all</p>'
+            if df.height > max_rows else "")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>{more}"
+
+
+class Report:
+    def __init__(self, results: Path, figures: Path, config: dict):
+        self.results, self.figures, self.config = results, figures, config
+        self.t = {name: _read(results, name) for name in TABLES}
+        an = config.get("analysis", {})
+        cmp = an.get("compare", {})
+        self.fmt = cmp.get("format", "default")
+        self.base_shots = cmp.get("base_shots", 4)
+        self.ft_shots = cmp.get("finetuned_shots", 0)
+        self.unit = an.get("slope_unit_steps", 100_000)
+        self.min_rise = an.get("groups", {}).get("min_rise", 0.1)
+
+    # --- findings, each a list of HTML sentences ------------------------------------------------
+    def pretraining(self) -> list[str]:
+        g = self.t["groups"]
+        learned = g.filter(pl.col("learned_in") == "pre-training")
+        flat = g.filter(pl.col("learned_in") == "fine-tuning")
+        out = []
+        if g.is_empty():
+            return ["No base checkpoints were evaluated."]
+        first, last = g["first_step"].min(), g["last_step"].max()
+        rule = (f"a set counts as learned in pre-training when its base score "
+                f"({self.base_shots}-shot, {self.fmt} format) rises by at least {self.min_rise} "
+                f"from the first checkpoint to the last, with a paired 95% bootstrap interval "
+                f"above 0")
+        verb = "was" if learned.height == 1 else "were"
+        out.append(f"Of {g.height} evaluation sets, <b>{learned.height}</b> {verb} learned during "
+                   f"pre-training between steps {first:,} and {last:,} ({rule}).")
+        for r in learned.sort("rise", descending=True).iter_rows(named=True):
+            out.append(f"<b>{r['eval_set']}</b> rose from {num(r['first_value'])} to "
+                       f"{num(r['last_value'])} ({r['metric']}; rise {num(r['rise'])}, "
+                       f"{ci(r['rise_ci_low'], r['rise_ci_high'])}).")
+        if flat.height:
+            top = flat.sort("rise", descending=True, nulls_last=True).row(0, named=True)
+            out.append(f"The other {flat.height} stayed below the threshold; the largest rise "
+                       f"among them was {r_set(top)} {num(top['rise'])} "
+                       f"({ci(top['rise_ci_low'], top['rise_ci_high'])}).")
+        none = g.filter(pl.col("learned_in").is_null())
+        if none.height:
+            out.append(f"{none.height} set(s) could not be grouped (one checkpoint or no "
+                       f"paired items): {', '.join(none['eval_set'].to_list())}.")
+        return out
+
+    def finetuning_gain(self) -> list[str]:
+        gain = self.t["ft_gain_by_group"]
+        out = []
+        for grp, label in (("fine-tuning", "not learned in pre-training"),
+                           ("pre-training", "learned in pre-training")):
+            part = gain.filter(pl.col("learned_in") == grp).sort("step")
+            if part.is_empty():
+                out.append(f"No fine-tuned model was evaluated on a set {label}.")
+                continue
+            firstr, lastr = part.row(0, named=True), part.row(-1, named=True)
+            best = part.sort("mean_change", descending=True, nulls_last=True).row(0, named=True)
+            out.append(
+                f"On sets <b>{label}</b> ({firstr['sets']}), fine-tuning changed performance by "
+                f"<b>{num(firstr['mean_change'], 3)}</b> at step {firstr['step']:,} "
+                f"({ci(firstr['ci_low'], firstr['ci_high'])}) and "
+                f"<b>{num(lastr['mean_change'], 3)}</b> at step {lastr['step']:,} "
+                f"({ci(lastr['ci_low'], lastr['ci_high'])}); the largest gain was at step "
+                f"{best['step']:,} ({num(best['mean_change'])}). "
+                f"Pairs: {html.escape(lastr['pairing'])}.")
+        out.append("Paper (OLMo-1B, Table 5): +0.06 to +0.30 for the sets learned in "
+                   "fine-tuning, −0.005 to +0.05 for those learned in pre-training.")
+        return out
+
+    def cross_task(self) -> list[str]:
+        s = self.t["mrc_summary"].filter(pl.col("train_task") == "all")
+        out = []
+        for r in s.iter_rows(named=True):
+            train, target = r["train_type"], r["target_type"]
+            paper = PAPER.get(r["direction"])
+            slope = ("" if r["slope_percent_per_unit"] is None else
+                     f" Across checkpoints the per-checkpoint MRC moved by "
+                     f"{r['slope_percent_per_unit']:+.1f} percentage points per "
+                     f"{r['slope_unit_steps']:,} steps.")
+            out.append(
+                f"Fine-tuning on <b>{train}</b> tasks changed <b>{target}</b> performance by "
+                f"<b>{pct(r['mrc_percent'])}</b> "
+                f"({ci(r['mrc_ci_low_percent'], r['mrc_ci_high_percent'], pct)}) on average "
+                f"across {r['n_checkpoints']} checkpoints ({r['n_ratios']} set × checkpoint × "
+                f"task ratios; raw mean change {num(r['mean_change'])}), "
+                f"{significance(r['mrc_ci_low_percent'], r['mrc_ci_high_percent'])}."
+                + slope + (f" Paper: {paper:+.1f}%." if paper is not None else "")
+                + self._sign_note(r["mrc_percent"], r["mean_change"]))
+        if not out:
+            out.append("No fine-tuned model was evaluated on another task's sets.")
+        skipped = self.t["mrc"].filter(pl.col("target_type") == "all")
+        zero = int(skipped["n_zero_base"].sum() or 0)
+        if zero:
+            out.append(f"{zero} (model, set) pair(s) had a base score of 0 and were left out of "
+                       f"the ratios (counted in mrc.csv, kept in the raw mean change).")
+        return out
+
+    @staticmethod
+    def _sign_note(ratio, change) -> str:
+        if ratio is None or change is None or ratio * change >= 0:
+            return ""
+        return (" <i>The mean ratio and the raw mean change disagree in sign: sets whose base "
+                "score is near 0 dominate the ratio.</i>")
+
+    def ood(self) -> list[str]:
+        out = []
+        for r in self.t["ood"].iter_rows(named=True):
+            if r["ratio_percent"] is None:
+                out.append(f"Fine-tuning on <b>{r['train_task']}</b>: out-of-domain "
+                           f"<b>{r['eval_set']}</b> has a base score of 0 at every checkpoint, "
+                           f"so no ratio; raw mean change {num(r['mean_change'])}.")
+                continue
+            out.append(
+                f"Fine-tuning on <b>{r['train_task']}</b> changed out-of-domain "
+                f"<b>{r['eval_set']}</b> by <b>{pct(r['ratio_percent'])}</b> "
+                f"({ci(r['ci_low_percent'], r['ci_high_percent'], pct)}; base "
+                f"{num(r['mean_base'])} → fine-tuned {num(r['mean_ft'])} on average over "
+                f"{r['n_checkpoints']} checkpoints), "
+                f"{significance(r['ci_low_percent'], r['ci_high_percent'])}.")
+        return out or ["No fine-tuned model was evaluated out of domain."]
+
+    def formats(self) -> list[str]:
+        s = self.t["format_summary"].sort("step")
+        out = []
+        for kind in ("fine-tuned", "base"):
+            part = s.filter(pl.col("kind") == kind)
+            if part.height < 1:
+                continue
+            a, b = part.row(0, named=True), part.row(-1, named=True)
+            trend = ("shrank" if b["mean_spread"] < a["mean_spread"] else
+                     "grew" if b["mean_spread"] > a["mean_spread"] else "did not change")
+            out.append(f"Spread between the best and the worst prompt format, {kind} models, "
+                       f"mean over {a['n_sets']} in-domain sets: <b>{num(a['mean_spread'])}</b> "
+                       f"at step {a['step']:,} and <b>{num(b['mean_spread'])}</b> at step "
+                       f"{b['step']:,} (it {trend}).")
+        f = self.t["format"].filter(pl.col("kind") == "fine-tuned")
+        if f.height:
+            worst = f.group_by("worst_format").len().sort("len", descending=True).row(0)
+            out.append(f"The fine-tuned models' worst format was <b>{worst[0]}</b> in "
+                       f"{worst[1]} of {f.height} (checkpoint, set) cells.")
+        out.append("Paper: fine-tuned models became less sensitive to the format with more "
+                   "pre-training.")
+        return out
+
+    def cost(self) -> list[str]:
+        c = self.t["cost"]
+        if c.is_empty():
+            return ["No benchmark files."]
+        tot = c.select(pl.col("wall_hours").sum(), pl.col("cpu_hours").sum(),
+                       pl.col("gpu_hours").sum()).row(0)
+        by = c.group_by("experiment").agg(pl.col("wall_hours").sum()).sort(
+            "wall_hours", descending=True)
+        parts = ", ".join(f"{e} {h * 60:.1f} min" for e, h in by.iter_rows())
+        return [f"The run's jobs took <b>{tot[0] * 60:.1f} job-minutes</b> of wall time "
+                f"({tot[1]:.3f} CPU-hours, {tot[2]:.3f} GPU-hours): {parts}."]
+
+    # --- page -----------------------------------------------------------------------------------
+    def figure_html(self) -> dict[str, str]:
+        index = self.figures / "figures.json"
+        if not index.is_file():
+            raise AmuroError(f"{index}: file not found (run python -m amuro.figures first)")
+        out = {}
+        for fig in json.loads(index.read_text(encoding="utf-8")):
+            png = self.figures / f"{fig['name']}.png"
+            data = base64.b64encode(png.read_bytes()).decode("ascii")
+            pdf = f"{self.figures.name}/{fig['name']}.pdf"
+            out[fig["name"]] = (
+                f'<figure><img alt="{html.escape(fig["name"])}" src="data:image/png;base64,'
+                f'{data}"><figcaption><b>{html.escape(fig["name"])}</b>: '
+                f'{html.escape(fig["caption"])} <a href="{html.escape(pdf)}">PDF</a>'
+                f"</figcaption></figure>")
+        return out
+
+    def settings_html(self, run: dict) -> str:
+        rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
+                       for k, v in run.items())
+        manifests = []
+        for m in sorted(self.config.get("models", {})):
+            path = self.results / "checkpoints" / m / "manifest.json"
+            if path.is_file():
+                data = json.loads(path.read_text(encoding="utf-8"))
+                for ck in data.get("checkpoints", []):
+                    manifests.append((m, ck.get("step"), ck.get("tokens"),
+                                      ck.get("revision", ck.get("path")),
+                                      (ck.get("sha256") or "")[:16]))
+        man = table_html(pl.DataFrame(manifests, schema=["model", "step", "tokens", "revision",
+                                                         "sha256 (first 16)"], orient="row"))
+        cfg = html.escape(json.dumps(self.config, indent=2, sort_keys=True))
+        return (f"<table>{rows}</table><h3>Checkpoints</h3>{man}<details><summary>Full "
+                f"configuration</summary><pre>{cfg}</pre></details>")
+
+    def page(self, run: dict) -> str:
+        figs = self.figure_html()
+
+        def section(title, sentences, fig_names, tables):
+            body = "".join(f'<p class="finding">{s}</p>' for s in sentences)
+            body += "".join(figs.get(n, "") for n in fig_names)
+            for name, df in tables:
+                file, _, note = name.partition(" ")
+                body += (f"<details><summary>Table <code>results/{file}.csv</code> "
+                         f"{html.escape(note)}</summary>{table_html(df)}</details>")
+            return f"<h2>{title}</h2>{body}"
+
+        t = self.t
+        table5 = (t["ft_gain_by_group"].select("step", "learned_in", "mean_change")
+                  .pivot(on="learned_in", index="step", values="mean_change").sort("step"))
+        cost2 = t["cost"].select("experiment", "train_task", "n_jobs", "wall_hours",
+                                 "cpu_hours", "gpu_hours", "device")
+        # Table 2's layout: experiment × training task, in job-minutes of wall time.
+        table2 = (t["cost"].with_columns(pl.col("train_task").fill_null("").replace("", "—"),
+                                         minutes=(pl.col("wall_hours") * 60).round(2))
+                  .pivot(on="train_task", index="experiment", values="minutes",
+                         maintain_order=True))
+        findings = [self.pretraining()[0], self.finetuning_gain()[0], self.formats()[0],
+                    *[s for s in self.cross_task() if "Paper:" in s], *self.cost()]
+        summary = ("<h2>Key findings</h2><ul>" + "".join(f"<li>{s}</li>" for s in findings)
+                   + "</ul><p class='muted'>Each is computed from the tables below; the "
+                   "sections give every finding with its figure.</p>")
+        models = ", ".join(sorted(self.config.get("models", {})))
+        parts = [
+            f"<h1>amuro report</h1><p class='muted'>Model series: {html.escape(models)}. "
+            f"Comparisons read every model in the <code>{html.escape(self.fmt)}</code> format, "
+            f"base checkpoints {self.base_shots}-shot, fine-tuned models {self.ft_shots}-shot, "
+            f"on the same items. Intervals are 95% percentile bootstraps over items "
+            f"({self.config.get('analysis', {}).get('bootstrap', {}).get('resamples', '?')} "
+            f"resamples). Generated {html.escape(run['generated'])}.</p>",
+            summary,
+            section("1. What the base checkpoints learn in pre-training (§4, Fig. 2)",
+                    self.pretraining(), ["fig02_base_fewshot"], [("groups", t["groups"])]),
+            section("2. Does more pre-training improve fine-tuning? (§5, Fig. 3, 4, 8, 9, "
+                    "Table 5)", self.finetuning_gain(),
+                    ["fig04_gain_by_group", "fig03_ft_vs_base_examples", "fig09_ft_vs_base_id",
+                     "fig08_untrained_sets"],
+                    [("ft_gain_by_group as Table 5: mean Perf(FT) − Perf(BASE)", table5),
+                     ("ft_gain_by_group", t["ft_gain_by_group"])]),
+            section("3. Task format (§6.1, Fig. 5, 13)", self.formats(),
+                    ["fig05_format_examples", "fig13_formats_all"],
+                    [("format_summary", t["format_summary"]), ("format", t["format"])]),
+            section("4. Task transfer: mean ratio of change (§6.2, Fig. 11, 12)",
+                    self.cross_task(),
+                    ["fig11_cross_from_classification", "fig12_cross_from_generation"],
+                    [("mrc_summary", t["mrc_summary"]), ("mrc", t["mrc"])]),
+            section("5. Domain knowledge: out-of-domain sets (§6.3, Fig. 6, 7, 10)", self.ood(),
+                    ["fig07_ood_ratio", "fig06_ood_examples", "fig10_ft_vs_base_ood"],
+                    [("ood", t["ood"])]),
+            section("6. Compute (App. C, Table 2)", self.cost(), [],
+                    [("cost in Table 2's layout: job-minutes of wall time", table2),
+                     ("cost", cost2)]),
+            f"<h2>Run settings</h2>{self.settings_html(run)}",
+            "<h2>All scores</h2><details><summary><code>results/perf.csv</code></summary>"
+            f"{table_html(t['perf'], 300)}</details>",
+        ]
+        return ("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>amuro "
+                f"report</title><style>{CSS}</style></head><body>{''.join(parts)}</body></html>")
+
+
+def r_set(row: dict) -> str:
+    return f"<b>{row['eval_set']}</b>"
+
+
+def run_info() -> dict:
+    """Where and with what the report was made: commit, versions, machine."""
+    info = {"generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True,
+                               timeout=10).stdout.strip()
+        info["amuro commit"] = sha + (" (with uncommitted changes)" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        info["amuro commit"] = "unknown (not a git checkout)"
+    info["python"] = platform.python_version()
+    info["machine"] = f"{platform.system()} {platform.machine()}"
+    for pkg in PACKAGES:
+        try:
+            info[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            info[pkg] = "not installed"
+    return info
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m amuro.report", description=__doc__.split("\n")[0])
+    p.add_argument("--results", default="results", help="folder holding the tables")
+    p.add_argument("--figures", default="results/figures", help="folder of amuro.figures")
+    p.add_argument("--config-json", required=True, help="the run's configuration, as JSON")
+    p.add_argument("--out", default="results/report.html")
+    args = p.parse_args(argv)
+    config = parse_json_object("--config-json", args.config_json)
+    report = Report(Path(args.results), Path(args.figures), config)
+    page = report.page(run_info())
+    with atomic_path(args.out) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    print(f"report: {len(page) / 1e6:.1f} MB -> {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    run_cli(main)
