@@ -260,7 +260,18 @@ class Report:
                 f"</figcaption></figure>")
         return out
 
+    def seeds(self) -> dict:
+        c = self.config
+        found = {"world.seed": c.get("world", {}).get("seed"),
+                 "pretrain.seed": c.get("pretrain", {}).get("seed"),
+                 "finetune.seed": c.get("finetune", {}).get("seed"),
+                 "evaluate.seed": c.get("evaluate", {}).get("seed"),
+                 "analysis.bootstrap.seed": c.get("analysis", {}).get("bootstrap", {}).get(
+                     "seed")}
+        return {f"seed: {k}": v for k, v in found.items() if v is not None}
+
     def settings_html(self, run: dict) -> str:
+        run = {**run, **self.seeds()}
         rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
                        for k, v in run.items())
         manifests = []
