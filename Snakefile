@@ -14,7 +14,9 @@ if not workflow.overwrite_configfiles:
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/world.smk"
+include: "workflow/rules/data.smk"
 include: "workflow/rules/pretrain.smk"
+include: "workflow/rules/checkpoints.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/aggregate.smk"
@@ -26,3 +28,12 @@ rule all:
     default_target: True
     input:
         final_outputs(),
+
+
+# Everything that needs the network (dataset downloads, hub checkpoints), for a login node:
+# `snakemake resources`, then run the rest where there is no network.
+rule resources:
+    input:
+        downloads(),
+        fetched_checkpoints(),
+    localrule: True

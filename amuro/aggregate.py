@@ -198,8 +198,11 @@ def read_manifest(spec: str, models: list[str]) -> pl.DataFrame:
     rows = []
     for i, ck in enumerate(data["checkpoints"]):
         step, tokens = (ck.get("step"), ck.get("tokens")) if isinstance(ck, dict) else (None, None)
-        if not (isinstance(step, int) and isinstance(tokens, int)) or isinstance(step, bool):
-            raise AmuroError(f"{path}: checkpoints[{i}] needs integer 'step' and 'tokens'")
+        # tokens may be null: a gguf file or a named revision need not say how many it saw
+        if (not isinstance(step, int) or isinstance(step, bool)
+                or not (tokens is None or isinstance(tokens, int))):
+            raise AmuroError(f"{path}: checkpoints[{i}] needs an integer 'step' and an integer "
+                             f"or null 'tokens'")
         rows.append((model, step, tokens))
     df = pl.DataFrame(rows, schema={"model": pl.String, "step": pl.Int64, "tokens": pl.Int64},
                       orient="row")
@@ -222,7 +225,8 @@ def attach_tokens(metrics: pl.DataFrame, manifests: list[pl.DataFrame]) -> pl.Da
     out = metrics.join(table, on=["model", "step"], how="left")
     with_manifest = table["model"].unique().to_list()
     unlisted = (
-        out.filter(pl.col("tokens").is_null() & pl.col("model").is_in(with_manifest))
+        metrics.filter(pl.col("model").is_in(with_manifest))
+        .join(table, on=["model", "step"], how="anti")
         .select("model", "step").unique().sort("model", "step")
     )
     if unlisted.height:
@@ -358,8 +362,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"aggregate: {perf.height} row(s) from {len(args.metrics)} file(s) -> {args.perf}",
           file=sys.stderr)
     if no_tokens:
-        print(f"aggregate: no manifest, tokens left empty for: {', '.join(no_tokens)}",
-              file=sys.stderr)
+        print("aggregate: tokens seen unknown (no manifest, or null there) for: "
+              f"{', '.join(no_tokens)}", file=sys.stderr)
     if diff is not None:
         _write_csv(diff, args.diff)
     if args.scores:

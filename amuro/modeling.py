@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from amuro.checkpoints import load_checked
 from amuro.errors import AmuroError
 
 
@@ -34,18 +35,20 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
     return tok
 
 
-def load_model(path: str | Path, dtype: torch.dtype = torch.float32):
-    """Load a causal LM from a local Hugging Face folder, safetensors only, no remote code."""
+def load_model(path: str | Path, dtype: torch.dtype = torch.float32, *,
+               trust_remote_code: bool = False):
+    """Load a causal LM from a local Hugging Face folder, safetensors only.
+
+    No remote code unless the caller passes the source's explicit `trust_remote_code: true`.
+    Refuses a checkpoint that would leave weights randomly initialised (missing tensors).
+    """
     path = Path(path)
     if not (path / "config.json").exists():
         raise AmuroError(f"{path}: not a checkpoint folder (config.json missing)")
     if not any(path.glob("*.safetensors")):
         raise AmuroError(f"{path}: no .safetensors weights (pickle weights are refused)")
-    model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=dtype, use_safetensors=True, trust_remote_code=False
-    )
-    model.eval()
-    return model
+    return load_checked(path, dtype=dtype, use_safetensors=True,
+                        trust_remote_code=trust_remote_code)
 
 
 class Stopwatch:

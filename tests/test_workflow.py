@@ -53,6 +53,20 @@ def test_dry_run_lists_the_full_default_grid(tmp_path):
         assert counts[rule] == 1, rule
 
 
+def test_dry_run_lists_the_papers_grid_offline(tmp_path):
+    """config/olmo1b.yaml: 8 OLMo-1B checkpoints (7 steps + main) x 4 tasks x 3 learning rates,
+    planned without the network (a dry run never downloads)."""
+    counts = job_counts(snakemake("-n", "--configfile", str(ROOT / "config" / "olmo1b.yaml"),
+                                  "--directory", str(tmp_path)))
+    assert counts["fetch_olmo1b"] == 8 and counts["manifest_olmo1b"] == 1
+    assert counts["finetune_candidate"] == 8 * 4 * 3 and counts["select_lr"] == 8 * 4
+    assert counts["evaluate"] == 8 * 5
+    assert "make_world" not in counts and "finetune" not in counts
+    # each hub split is downloaded once, however many dataset entries read it
+    assert counts["download_hub"] == 24
+    assert sum(v for k, v in counts.items() if k.startswith("prepare_")) == 17
+
+
 def test_lint_is_clean():
     proc = snakemake("--lint", check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -129,6 +143,16 @@ def test_end_to_end_small_study(tmp_path):
             ("nli", "classification->all"), ("summarization", "generation->classification"),
             ("summarization", "generation->all")))
     _check_tables_figures_report(work / "results")
+    # NLI's learning rate was chosen by held-out loss; the evaluated model is the chosen run.
+    for step in ("0", "6"):
+        chosen = work / "results" / "models" / "mini" / f"step{step}" / "sft-nli"
+        selection = json.loads((chosen / "selection.json").read_text())
+        losses = {c["lr"]: c["heldout_loss"] for c in selection["candidates"]}
+        assert set(losses) == {1.0e-3, 3.0e-4}
+        assert selection["chosen"]["lr"] == min(losses, key=losses.get)
+        settings = json.loads((chosen / "settings.json").read_text())
+        assert settings["settings"]["lr"] == selection["chosen"]["lr"]
+        assert settings["heldout_n"] == 4 and settings["n_examples"] == 20
     for rule in ("pretrain", "finetune", "evaluate"):
         assert list((work / "results" / "benchmarks" / rule).rglob("*.tsv")), rule
     assert (work / "logs" / "aggregate" / "aggregate.log").exists()
@@ -137,7 +161,7 @@ def test_end_to_end_small_study(tmp_path):
     assert "Nothing to be done" in snakemake("-n", "--configfile", str(TEST_CONFIG),
                                              "--directory", str(work)).stdout
     changed = yaml.safe_load(TEST_CONFIG.read_text())
-    changed["finetune"]["per_task"] = {"nli": {"lr": 5.0e-4}}
+    changed["finetune"]["per_task"]["summarization"] = {"lr": 5.0e-4}
     changed_path = tmp_path / "changed.yaml"
     changed_path.write_text(yaml.safe_dump(changed))
     counts = job_counts(snakemake("-n", "--configfile", str(changed_path), "--directory",
@@ -151,11 +175,13 @@ def test_end_to_end_small_study(tmp_path):
     one_model = "results/eval/mini/step6/sft-nli/metrics.csv"
     counts = job_counts(snakemake("-n", one_model, "--configfile", str(TEST_CONFIG),
                                   "--directory", str(fresh)))
-    assert counts == {"make_world": 1, "pretrain_mini": 1, "finetune": 1, "evaluate": 1}
+    assert counts == {"make_world": 1, "pretrain_mini": 1, "finetune_candidate": 2,
+                      "select_lr": 1, "evaluate": 1}
     counts = job_counts(snakemake("-n", "results/mrc.csv", "--configfile", str(TEST_CONFIG),
                                   "--directory", str(fresh)))
-    assert counts == {"make_world": 1, "pretrain_mini": 1, "finetune": 4, "evaluate": 6,
-                      "aggregate": 1, "table_mrc": 1}
+    assert counts == {"make_world": 1, "pretrain_mini": 1, "finetune": 2,
+                      "finetune_candidate": 4, "select_lr": 2, "evaluate": 6, "aggregate": 1,
+                      "table_mrc": 1}
 
 
 TABLES = ["perf", "ft_vs_base", "mrc", "mrc_summary", "ood", "groups", "ft_gain_by_group",

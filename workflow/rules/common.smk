@@ -4,6 +4,7 @@
 
 import json
 import os
+import shlex
 import sys
 
 from snakemake.utils import validate
@@ -24,6 +25,12 @@ def validate_config(cfg):
         # snakemake raises it inside `except ValidationError`, so the original is the context
         cause = err.__context__ if hasattr(err.__context__, "absolute_path") else err
         where = ".".join(str(p) for p in getattr(cause, "absolute_path", [])) or "(top level)"
+        if getattr(cause, "context", None):  # oneOf/anyOf: say what the closest branch wanted
+            from jsonschema.exceptions import best_match
+
+            # the branch whose type matched is the one the user meant
+            typed = [e for e in cause.context if e.validator != "type"]
+            cause = best_match(typed or cause.context)
         config_error(f"{where}: {getattr(cause, 'message', str(err)).splitlines()[0]}")
     owner = {}
     for name, task in cfg["tasks"].items():
@@ -34,17 +41,30 @@ def validate_config(cfg):
             sets["train"] = [task["train"]]
         for field, names in sets.items():
             for ds in names:
-                if ds not in TINYWORLD_DATASETS:
+                real = cfg.get("datasets", {}).get(ds, {}).get("adapter")
+                if ds not in TINYWORLD_DATASETS and not real:
                     config_error(f"tasks.{name}.{field}: unknown dataset {ds!r}; expected one "
-                                 f"of {sorted(TINYWORLD_DATASETS)}")
+                                 f"of {sorted(TINYWORLD_DATASETS)} or an entry datasets.{ds} "
+                                 f"with an adapter")
                 if owner.setdefault(ds, name) != name:
                     config_error(f"tasks.{name}.{field}: dataset {ds!r} already belongs to "
                                  f"task {owner[ds]!r}")
-            if field == "train" and "train" not in TINYWORLD_DATASETS[names[0]][2]:
+                if real:
+                    check_real_dataset(cfg, ds, field)
+            if (field == "train" and names[0] in TINYWORLD_DATASETS
+                    and "train" not in TINYWORLD_DATASETS[names[0]][2]):
                 config_error(f"tasks.{name}.train: dataset {names[0]!r} has no train split")
     for ds in cfg.get("datasets", {}):
         if ds not in owner:
             config_error(f"datasets.{ds}: not used by any task")
+    check_models(cfg)
+    for name, task_cfg in [("finetune", cfg["finetune"]), *[
+            (f"finetune.per_task.{t}", o) for t, o in cfg["finetune"]["per_task"].items()]]:
+        grid = task_cfg.get("lr")
+        heldout = task_cfg.get("heldout", cfg["finetune"]["heldout"])
+        if isinstance(grid, list) and len(grid) > 1 and heldout < 1:
+            config_error(f"{name}.lr: a list of learning rates needs heldout > 0 to choose "
+                         f"one (finetune.heldout or {name}.heldout)")
     cmp, ev = cfg["analysis"]["compare"], cfg["evaluate"]
     for key, allowed in (("format", ev["formats"]), ("base_shots", ev["base_shots"]),
                          ("finetuned_shots", ev["finetuned_shots"])):
@@ -56,6 +76,46 @@ def validate_config(cfg):
         if name not in cfg["tasks"]:
             config_error(f"finetune.per_task.{name}: unknown task; expected one of "
                          f"{sorted(cfg['tasks'])}")
+
+
+def check_models(cfg):
+    pretrained = False
+    for name, m in cfg["models"].items():
+        if not m["steps"] and not m["revisions"]:
+            config_error(f"models.{name}.steps: give at least one step (or a named revision)")
+        if m["revisions"] and m["source"] != "hub":
+            config_error(f"models.{name}.revisions: named revisions exist only for hub sources")
+        clash = set(m["steps"]) & set(m["revisions"].values())
+        if clash:
+            config_error(f"models.{name}.revisions: step {min(clash)} is also in steps")
+        pretrained |= m["source"] == "pretrain"
+    if pretrained:
+        for section in ("pretrain", "world"):
+            if section not in cfg:
+                config_error(f"{section}: required by a model with source: pretrain")
+    elif any(ds in TINYWORLD_DATASETS for t in cfg["tasks"].values()
+             for ds in [*t["id"], *t.get("ood", []), *([t["train"]] if t.get("train") else [])]):
+        if "world" not in cfg:
+            config_error("world: required by the tiny-world datasets the tasks use")
+
+
+def check_real_dataset(cfg, ds, field):
+    """A real dataset used as `field` (train / id / ood) needs a source for those splits."""
+    from amuro.data.adapters import ADAPTERS  # pure Python, no torch
+
+    d = cfg["datasets"][ds]
+    if d["adapter"] not in ADAPTERS:
+        config_error(f"datasets.{ds}.adapter: unknown adapter {d['adapter']!r}; expected one of "
+                     f"{sorted(ADAPTERS)}")
+    if field == "train":
+        wanted = ["train"]
+    else:
+        wanted = ["test"] + ([d.get("demo_from", "train")] if d.get("demo_size", 32) > 0 else [])
+    for split in dict.fromkeys(wanted):
+        if not (d.get("files", {}).get(split) or d.get("url", {}).get(split)
+                or (d.get("hub") and d.get("splits", {}).get(split))):
+            config_error(f"datasets.{ds}: no source for its {split!r} split; expected "
+                         f"files.{split}, url.{split}, or hub with splits.{split}")
 
 
 validate_config(config)
@@ -71,15 +131,23 @@ def sets_of(task):
 
 
 ALL_SETS = [ds for task in TASKS for ds, _ in sets_of(task)]
+TRAIN_SETS = {TASKS[t]["train"] for t in TRAIN_TASKS}
+REAL_DATASETS = sorted({ds for ds in [*ALL_SETS, *TRAIN_SETS]
+                        if config["datasets"].get(ds, {}).get("adapter")})
+WORLD_DATASETS = sorted({*ALL_SETS, *TRAIN_SETS} - set(REAL_DATASETS))
 DATA_FILES = [f"results/data/{ds}/{split}.jsonl"
-              for task in TASKS for ds, _ in sets_of(task) for split in ("demo", "test")]
-DATA_FILES += [f"results/data/{TASKS[t]['train']}/train.jsonl" for t in TRAIN_TASKS]
+              for ds in WORLD_DATASETS for split in ("demo", "test")]
+DATA_FILES += [f"results/data/{ds}/train.jsonl" for ds in sorted(TRAIN_SETS)
+               if ds in WORLD_DATASETS]
+PRETRAINED = [m for m, spec in MODELS.items() if spec["source"] == "pretrain"]
+FETCHED = [m for m in MODELS if m not in PRETRAINED]
 LABEL_WORDS = sorted({w for t in TASKS.values() for w in t.get("labels", [])}
                      | {w for d in config.get("datasets", {}).values() for w in d.get("labels", [])})
 
 
 def _alternatives(values):
-    return "|".join(sorted(values, key=len, reverse=True))
+    # An empty list must match nothing (an empty pattern would match the empty string).
+    return "|".join(sorted(values, key=len, reverse=True)) or "(?!x)x"
 
 
 wildcard_constraints:
@@ -90,11 +158,13 @@ wildcard_constraints:
 
 
 def checkpoint_dir(model, step):
-    return f"results/checkpoints/{model}/step{step}"
+    """Pre-trained here: under results/; fetched (hub, local, gguf): under resources/."""
+    root = "results/checkpoints" if MODELS[model]["source"] == "pretrain" else "resources/models"
+    return f"{root}/{model}/step{step}"
 
 
 def model_steps(model):
-    return sorted(MODELS[model]["steps"])
+    return sorted([*MODELS[model]["steps"], *MODELS[model]["revisions"].values()])
 
 
 def series_dir(wildcards, output):
@@ -115,16 +185,136 @@ def task_spec(name):
     }
 
 
+# --- real datasets (rules in data.smk) ---------------------------------------------------
+def dataset_cfg(ds):
+    return config["datasets"][ds]
+
+
+def splits_needed(ds):
+    """Our splits a real dataset needs a source for: test and the demonstration pool if it is
+    evaluated, train if a task trains on it."""
+    d, evaluated = dataset_cfg(ds), ds in ALL_SETS
+    splits = (["test"] if evaluated else []) + (["train"] if ds in TRAIN_SETS else [])
+    if evaluated and d["demo_size"] > 0:
+        splits.append(d["demo_from"])
+    return list(dict.fromkeys(splits))
+
+
+def dataset_source(ds, split):
+    """A local file named in config, else the downloaded file, one per hub (id, config,
+    revision, split) and shared by every dataset entry that reads it."""
+    d = dataset_cfg(ds)
+    if d.get("files", {}).get(split):
+        return d["files"][split]
+    url = d.get("url", {}).get(split)
+    if url:
+        ext = os.path.splitext(url.split("?")[0])[1].lstrip(".") or "json"
+        return f"resources/url/{ds}/{split}.{ext}"
+    hub = d["hub"]
+    config_dir = hub.get("config", "default")
+    if hub.get("revision"):
+        config_dir = f"{config_dir}@{hub['revision']}"
+    return f"resources/hub/{hub['id']}/{config_dir}/{d['splits'][split]}.parquet"
+
+
+def hub_download_args(wildcards):
+    config_name, _, revision = wildcards.config.partition("@")
+    args = ["--hub-id", f"{wildcards.owner}/{wildcards.repo}", "--split", wildcards.split]
+    args += ["--config", config_name] if config_name != "default" else []
+    args += ["--revision", revision] if revision else []
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def url_download_args(wildcards):
+    return f"--url {shlex.quote(dataset_cfg(wildcards.ds)['url'][wildcards.split])}"
+
+
+def prepare_args(ds):
+    d = dataset_cfg(ds)
+    demo = d["demo_size"] if ds in ALL_SETS else 0
+    args = ["--name", ds, "--adapter", d["adapter"], "--seed", str(d["seed"]),
+            "--demo-size", str(demo)]
+    for split in splits_needed(ds):
+        # A demonstration pool read from a train split nobody trains on is passed as `demo`,
+        # so the whole train split is not written out as train.jsonl.
+        ours = "demo" if split == "train" and ds not in TRAIN_SETS else split
+        args += ["--split", f"{ours}={dataset_source(ds, split)}"]
+    if demo > 0:
+        from_split = d["demo_from"]
+        args += ["--demo-from", "demo" if from_split == "train" and ds not in TRAIN_SETS
+                 else from_split]
+    for split, n in d.get("max_items", {}).items():
+        if n is not None:
+            args += ["--max-items", f"{split}={n}"]
+    for split, path in d.get("labels_files", {}).items():
+        args += ["--labels-file", f"{split}={path}"]
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def prepared_files(ds):
+    evaluated = ds in ALL_SETS
+    splits = (["test"] if evaluated else []) + (["train"] if ds in TRAIN_SETS else [])
+    splits += ["demo"] if evaluated and dataset_cfg(ds)["demo_size"] > 0 else []
+    return [f"results/data/{ds}/{split}.jsonl" for split in splits]
+
+
+def downloads():
+    """Every file the download rule would write (local files named in config excluded)."""
+    return sorted({dataset_source(ds, split) for ds in REAL_DATASETS
+                   for split in splits_needed(ds)
+                   if not dataset_cfg(ds).get("files", {}).get(split)})
+
+
+# --- fetched checkpoints (rules in checkpoints.smk) ----------------------------------------
+def fetch_source(series):
+    spec = MODELS[series]
+    keys = ("repo", "branch_pattern", "path", "trust_remote_code", "tokens_per_step")
+    return json.dumps({"type": spec["source"], **{k: spec[k] for k in keys if k in spec}},
+                      sort_keys=True)
+
+
+def fetch_which(series, step):
+    """Always the step (its place in the series); a named revision is fetched by name."""
+    named = {s: name for name, s in MODELS[series]["revisions"].items()}
+    return f"--step {step}" + (f" --revision {shlex.quote(named[step])}" if step in named else "")
+
+
+def fetched_checkpoints():
+    return [checkpoint_dir(m, s) for m in FETCHED for s in model_steps(m)]
+
+
 # --- fine-tuning --------------------------------------------------------------------------
 _FT_KEYS = ("epochs", "batch_size", "lr", "warmup_ratio", "weight_decay", "max_examples",
-            "max_length", "seed", "format", "lora")
+            "max_length", "seed", "format", "lora", "heldout", "precision")
+
+
+def task_lrs(task):
+    """The learning rates tried for a task: one, or a grid chosen from by held-out loss."""
+    ft = config["finetune"]
+    lr = ft["per_task"].get(task, {}).get("lr", ft["lr"])
+    return lr if isinstance(lr, list) else [lr]
+
+
+def lr_slug(lr):
+    return f"{lr:g}"
+
+
+GRID_TASKS = [t for t in TRAIN_TASKS if len(task_lrs(t)) > 1]
+DIRECT_TASKS = [t for t in TRAIN_TASKS if t not in GRID_TASKS]
 
 
 def finetune_settings(wildcards):
     ft = config["finetune"]
     settings = {k: ft[k] for k in _FT_KEYS if k in ft}
-    settings.update(ft.get("per_task", {}).get(wildcards.task, {}))
+    settings.update(ft["per_task"].get(wildcards.task, {}))
+    lr = getattr(wildcards, "lr", None)  # a candidate of the grid, or the task's one rate
+    settings["lr"] = float(lr) if lr is not None else task_lrs(wildcards.task)[0]
     return json.dumps(settings, sort_keys=True)
+
+
+def lr_candidates(wildcards):
+    return [f"results/models/{wildcards.model}/step{wildcards.step}/candidates/"
+            f"sft-{wildcards.task}/lr{lr_slug(lr)}" for lr in task_lrs(wildcards.task)]
 
 
 def finetune_task(wildcards):
@@ -232,12 +422,22 @@ def cost_jobs(wildcards=None):
     """Every compute job with its benchmark and timing files, for the cost table (JSON)."""
     jobs = []
     for m in MODELS:
-        jobs.append({"kind": "pretrain", "benchmark": f"results/benchmarks/pretrain/{m}.tsv",
-                     "timing": f"results/checkpoints/{m}/timing.json"})
+        if m in PRETRAINED:  # fetched series cost no pre-training here
+            jobs.append({"kind": "pretrain",
+                         "benchmark": f"results/benchmarks/pretrain/{m}.tsv",
+                         "timing": f"results/checkpoints/{m}/timing.json"})
         for s in model_steps(m):
-            for t in TRAIN_TASKS:
+            for t in DIRECT_TASKS:
                 jobs.append({"kind": "finetune", "train_task": t,
-                             "benchmark": f"results/benchmarks/finetune/{m}/step{s}/{t}.tsv"})
+                             "benchmark": f"results/benchmarks/finetune/{m}/step{s}/{t}.tsv",
+                             "timing": f"results/models/{m}/step{s}/sft-{t}/settings.json"})
+            for t in GRID_TASKS:  # every learning-rate candidate is training time spent
+                for lr in map(lr_slug, task_lrs(t)):
+                    jobs.append({
+                        "kind": "finetune", "train_task": t,
+                        "benchmark": f"results/benchmarks/finetune/{m}/step{s}/{t}-lr{lr}.tsv",
+                        "timing": f"results/models/{m}/step{s}/candidates/sft-{t}/lr{lr}/"
+                                  "settings.json"})
             for tuning in TUNINGS:
                 eval_dir = f"results/eval/{m}/step{s}/{tuning}"
                 jobs.append({"kind": "evaluate", "train_task": train_task_of(tuning),

@@ -1,4 +1,6 @@
-# Supervised fine-tuning: one job per (checkpoint, training task).
+# Supervised fine-tuning: one job per (checkpoint, training task). A task with a list of
+# learning rates trains one candidate per rate and keeps the one with the lowest loss on a
+# held-out slice of its training data (rule select_lr), so evaluation uses the chosen run.
 
 
 rule finetune:
@@ -7,6 +9,8 @@ rule finetune:
         train=finetune_train_file,
     output:
         model=directory("results/models/{model}/step{step}/sft-{task}"),
+    wildcard_constraints:
+        task=_alternatives(DIRECT_TASKS),
     params:
         task=finetune_task,
         settings=finetune_settings,
@@ -24,3 +28,46 @@ rule finetune:
         "python -m amuro.finetune --checkpoint {input.checkpoint} --train {input.train}"
         " --task {params.task:q} --settings {params.settings:q} --out {output.model}"
         " --threads {threads} 2> {log}"
+
+
+rule finetune_candidate:
+    input:
+        checkpoint=finetune_checkpoint,
+        train=finetune_train_file,
+    output:
+        model=directory("results/models/{model}/step{step}/candidates/sft-{task}/lr{lr}"),
+    wildcard_constraints:
+        task=_alternatives(GRID_TASKS),
+        lr=r"[0-9.e+-]+",
+    params:
+        task=finetune_task,
+        settings=finetune_settings,
+    threads: config["finetune"].get("threads", 1)
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    log:
+        "logs/finetune/{model}/step{step}/{task}-lr{lr}.log",
+    benchmark:
+        "results/benchmarks/finetune/{model}/step{step}/{task}-lr{lr}.tsv"
+    conda:
+        "../envs/amuro.yaml"
+    shell:
+        "python -m amuro.finetune --checkpoint {input.checkpoint} --train {input.train}"
+        " --task {params.task:q} --settings {params.settings:q} --out {output.model}"
+        " --threads {threads} 2> {log}"
+
+
+rule select_lr:
+    input:
+        lr_candidates,
+    output:
+        model=directory("results/models/{model}/step{step}/sft-{task}"),
+    wildcard_constraints:
+        task=_alternatives(GRID_TASKS),
+    log:
+        "logs/select_lr/{model}/step{step}/{task}.log",
+    conda:
+        "../envs/amuro.yaml"
+    shell:
+        "python -m amuro.select_lr --candidates {input} --out {output.model} 2> {log}"

@@ -29,7 +29,8 @@ rule report:
     output:
         "results/report.html",
     params:
-        config=json.dumps(config, sort_keys=True),
+        # a function: config strings such as "step{step}-" must not be expanded as wildcards
+        config=lambda wildcards: json.dumps(config, sort_keys=True),
     log:
         "logs/report/report.log",
     conda:
