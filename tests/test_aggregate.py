@@ -171,7 +171,7 @@ def test_summary_reports_skipped_sets(tmp_path, capsys):
     code, err = run(["--metrics", *metrics, "--perf", perf_csv, "--scores", scores,
                      "--log-summary"], capsys)
     assert code == 0, err
-    assert "tokens left empty for: tiny" in err
+    assert "tokens seen unknown (no manifest, or null there) for: tiny" in err
     result, summary, err = run_mrc(perf_csv, scores, tmp_path, capsys)
     assert "1 (model, set) pair(s) skipped: base score 0, left out of the ratio (paws)" in err
     assert "1 (model, set) pair(s) skipped: no base row, left out (xsum)" in err
@@ -237,6 +237,26 @@ def test_step_missing_from_manifest_refused(inputs, capsys):
                      "--perf", tmp / "perf.csv"], capsys)
     assert code == 2
     assert "model tiny step 1600 is not in its checkpoint manifest" in err
+
+
+def test_manifest_with_unknown_tokens_is_accepted(inputs, capsys):
+    """A gguf file or a named revision may not say how many tokens it saw: tokens stay empty,
+    but a step missing from the manifest is still refused."""
+    tmp, base, sft, _ = inputs
+    manifest = tmp / "nulls.json"
+    manifest.write_text(json.dumps({"checkpoints": [{"step": 800, "tokens": None},
+                                                    {"step": 1600, "tokens": 6553600}]}))
+    code, err = run(["--metrics", *base, sft, "--manifest", f"tiny={manifest}",
+                     "--perf", tmp / "perf.csv"], capsys)
+    assert code == 0, err
+    perf = pl.read_csv(tmp / "perf.csv")
+    assert perf.filter(pl.col("step") == 800)["tokens"].null_count() == perf.filter(
+        pl.col("step") == 800).height
+    assert set(perf.filter(pl.col("step") == 1600)["tokens"].to_list()) == {6553600}
+    manifest.write_text(json.dumps({"checkpoints": [{"step": 800, "tokens": "many"}]}))
+    code, err = run(["--metrics", *base, "--manifest", f"tiny={manifest}",
+                     "--perf", tmp / "perf.csv"], capsys)
+    assert code == 2 and "integer or null 'tokens'" in err
 
 
 def full_run(inputs, capsys, *extra):
