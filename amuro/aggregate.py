@@ -254,8 +254,7 @@ def add_perf_ci(perf: pl.DataFrame, scores: dict[tuple, Cell], n_resamples: int,
         else:
             key = [r[k] for k in CELL_KEY]
             _, cell = scores[tuple(key)]
-            lo, hi = bootstrap.mean_ci(cell, n_resamples, cell_seed(seed, "perf", *key,
-                                                                    r["metric"]))
+            lo, hi = bootstrap.mean_ci(cell, n_resamples, cell_seed(seed, "perf", *key))
             if math.isnan(lo):  # no scored example
                 lo = hi = None
             elif lo == hi:  # degenerate (one item, or all scores equal): exactly the value
@@ -279,11 +278,12 @@ def ft_vs_base(perf: pl.DataFrame, pairing: Pairing, n_resamples: int,
     rows = []
     for r in ft.iter_rows(named=True):
         key = [r[k] for k in FT_KEY]
-        pair = pairing.pair(*key, r["eval_set"], r["format"])
+        pair = pairing.pair(*key, r["eval_set"], r["format"], r["metric"])
         out = {k: r[k] for k in DIFF_COLUMNS if k in r}
         out.update(base_shots=pairing.base_shots, ft_shots=pairing.ft_shots, base_value=None,
                    ft_value=None, diff=None, diff_ci_low=None, diff_ci_high=None, n_paired=0,
-                   n_unpaired=pairing.unpaired_counts(*key, r["eval_set"], r["format"]))
+                   n_unpaired=pairing.unpaired_counts(*key, r["eval_set"], r["format"],
+                                                      r["metric"]))
         if pair is not None and pair[0].size:
             f, b = pair
             out.update(base_value=float(b.mean()), ft_value=float(f.mean()), n_paired=f.size)
@@ -388,7 +388,7 @@ def _print_unpaired(book: ScoreBook, verbose: bool) -> None:
           f"predictions (left out of the paired CIs and ft_vs_base means)", file=sys.stderr)
     if verbose:
         for key in sorted(book.unpaired, key=str):
-            (model, step, tuning, train_task, eval_set, fmt, _), _base = key
+            (model, step, tuning, train_task, eval_set, fmt, _, _), _base = key
             a, b = book.unpaired[key]
             print(f"bootstrap:   unpaired: {model} step {step} {tuning}/{train_task} on "
                   f"{eval_set} ({fmt}): {a} FT-only, {b} base-only", file=sys.stderr)

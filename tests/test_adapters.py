@@ -5,9 +5,9 @@ from __future__ import annotations
 import collections
 import json
 import string
-from pathlib import Path
 
 import pytest
+from shared_data import DATA
 
 from amuro.data.adapters import (
     ADAPTERS,
@@ -20,8 +20,6 @@ from amuro.data.adapters import (
 from amuro.data.readers import MALFORMED, attach_labels, read_labels, read_rows
 from amuro.errors import AmuroError
 from amuro.prompts import FORMATS, TEMPLATES, render_prompt
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 @pytest.fixture

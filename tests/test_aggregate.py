@@ -122,9 +122,9 @@ def test_writes_perf_and_scores_for_the_mrc(inputs, capsys):
     # Every cell's scores, as read from predictions.jsonl (base cells have no train_task).
     book = load_scores(scores)
     assert len(book.cells) == 9
-    ids, values = book.get("tiny", 800, "base", None, "paws", "default", 4)
+    ids, values = book.get("tiny", 800, "base", None, "paws", "default", 4, "accuracy")
     assert ids == [f"q{i}" for i in range(100)] and values.tolist() == scores_for(0.5, 100)
-    assert book.get("tiny", 800, "sft", "mnli", "xsum", "default", 0)[1].mean() == 0.5
+    assert book.get("tiny", 800, "sft", "mnli", "xsum", "default", 0, "rougeL")[1].mean() == 0.5
 
     result, summary, err = run_mrc(perf_csv, scores, out, capsys)
     assert result.columns == MRC_COLUMNS

@@ -65,7 +65,7 @@ class Study:
             "value": value, "ci_low": value, "ci_high": value, "n": scores.size,
             "n_truncated": 0, "scoring": "loglik" if kind == "classification" else "greedy",
         })
-        key = (model, step, tuning, train_task, eval_set, fmt, shots)
+        key = (model, step, tuning, train_task, eval_set, fmt, shots, metric)
         self.cells[key] = ([f"q{i:03d}" for i in range(scores.size)], scores)
         return self
 
@@ -351,6 +351,7 @@ def gain_study() -> Study:
 def test_gain_by_group_pairs_in_domain_or_any_fine_tune():
     s = gain_study()
     sets = pl.DataFrame({"model": ["tiny"] * 4, "eval_set": ["mnli", "paws", "xsum", "rte"],
+                         "metric": ["accuracy", "accuracy", "rougeL", "accuracy"],
                          "learned_in": ["pre-training", "fine-tuning", "fine-tuning", None]})
     pairs = groups.adapted_pairs(s.perf(), sets, "default", 0)
     assert pairs.filter(pl.col("step") == 100).select(
@@ -385,6 +386,29 @@ def test_gain_by_group_pairs_in_domain_or_any_fine_tune():
     assert out.select("step", "learned_in", "n_sets", "n_pairs").rows() == [
         (100, "fine-tuning", 3, 4), (200, "fine-tuning", 3, 4)]
     assert out["mean_change"][0] == pytest.approx(0.15625)
+
+
+def test_gain_by_group_prefers_instruction_tuned_models():
+    """A set no task fine-tunes is read after instruction tuning when the study has it (the
+    paper's TULU models), not after the task fine-tunes that forget it; and instruction-tuned
+    models are not task fine-tunes in the MRC."""
+    s = Study()
+    for step in (100, 200):
+        s.base("arc", 0.5, step).base("mnli", 0.5, step)
+        s.ft("nli", "mnli", 0.75, step, role="ID")
+        s.ft("nli", "arc", 0.25, step)                   # cross-task: forgetting
+        s.add("it", "instruct", "arc", "cross", 0.625, step)
+    sets = pl.DataFrame({"model": ["tiny"] * 2, "eval_set": ["arc", "mnli"],
+                         "metric": ["accuracy", "accuracy"],
+                         "learned_in": ["pre-training", "fine-tuning"]})
+    pairs = groups.adapted_pairs(s.perf(), sets, "default", 0)
+    assert pairs.filter(pl.col("step") == 100).select("tuning", "eval_set", "pairing").sort(
+        "eval_set").rows() == [("it", "arc", groups.INSTRUCTED), ("sft", "mnli", groups.IN_DOMAIN)]
+    out = groups.gain_by_group(s.perf(), sets, s.book(), "default", 4, 0, B, SEED)
+    assert one(out, step=100, learned_in="pre-training")["mean_change"] == 0.125
+    assert one(out, step=200, learned_in="fine-tuning")["mean_change"] == 0.25
+    result = mrc.mean_ratio_of_change(s.perf(), "default", 4, 0)
+    assert set(result["tuning"].to_list()) == {"sft"}
 
 
 # --- formats --------------------------------------------------------------------------------
@@ -558,7 +582,7 @@ def test_cost_errors_are_one_line_and_name_the_file(tmp_path):
         cost.cost_table([{**job, "timing": None}], "default")
     with pytest.raises(AmuroError, match="nope.csv: file not found"):
         cost.cost_table([{**job, "metrics": str(tmp_path / "nope.csv")}], "default")
-    with pytest.raises(AmuroError, match="kind must be pretrain, finetune or evaluate"):
+    with pytest.raises(AmuroError, match="kind must be pretrain, finetune, instruction_tune"):
         cost.cost_table([{**job, "kind": "train"}], "default")
 
 

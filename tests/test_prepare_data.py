@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_data import DATA
 
 from amuro import download_dataset, prepare_data
 from amuro.data.adapters import R_UNLABELED_GLUE_PARA, input_key
 from amuro.errors import AmuroError, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 @pytest.fixture

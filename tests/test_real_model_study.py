@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from shared_data import DATA
 from test_workflow import job_counts, snakemake
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def smollm2_gguf() -> Path | None:

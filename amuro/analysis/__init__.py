@@ -7,3 +7,11 @@
 - `formats`: spread of performance across prompt formats (§6.1, Fig. 5/13).
 - `cost`: compute per experiment type from benchmark and timing files (Table 2).
 """
+
+# A cell scored with several metrics (multiple choice: acc and acc_norm) keeps every metric in
+# perf.csv, ft_vs_base.csv, groups.csv and ood.csv; means pooled over sets (the MRC, Table 5)
+# leave these out, so each set counts once, by its primary metric.
+SECONDARY_METRICS = frozenset({"acc_norm"})
+
+# The tuning label of instruction-tuned models (paper §3.2) in perf.csv.
+INSTRUCTION_TUNING = "it"

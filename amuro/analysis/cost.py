@@ -7,7 +7,8 @@ evaluation step records them in timing.json), so start-up and model loading are 
 
 - fine-tuned models: in-domain (role ID, training format), out-of-domain (OOD, training format),
   cross-task (other tasks' sets, training format), task format (every other format);
-- base checkpoints: in-context (few-shot) evaluation.
+- base checkpoints: in-context (few-shot) evaluation;
+- instruction-tuned models: their benchmark evaluation.
 GPU hours are the wall hours of jobs that ran on a GPU; CPU hours are the benchmark's cpu_time.
 """
 
@@ -28,7 +29,10 @@ EVAL_ID = "evaluation: in-domain"
 EVAL_OOD = "evaluation: out-of-domain"
 EVAL_CROSS = "evaluation: cross-task"
 EVAL_FORMAT = "evaluation: task format"
-EXPERIMENTS = [PRETRAIN, FINETUNE, EVAL_BASE, EVAL_ID, EVAL_OOD, EVAL_CROSS, EVAL_FORMAT]
+INSTRUCT = "instruction tuning"
+EVAL_IT = "evaluation: instruction-tuned"
+EXPERIMENTS = [PRETRAIN, FINETUNE, INSTRUCT, EVAL_BASE, EVAL_ID, EVAL_OOD, EVAL_CROSS,
+               EVAL_FORMAT, EVAL_IT]
 COST_COLUMNS = ["experiment", "train_task", "n_jobs", "wall_hours", "cpu_hours", "gpu_hours",
                 "device"]
 SCHEMA = {"experiment": pl.String, "train_task": pl.String, "n_jobs": pl.Int64,
@@ -91,6 +95,7 @@ def eval_shares(timing: dict, metrics: pl.DataFrame, train_format: str, source: 
         raise AmuroError(f"{source}: field cells: expected a list of per-cell timings")
     roles = dict(zip(metrics["eval_set"].to_list(), metrics["role"].to_list(), strict=True))
     base = metrics["tuning"][0] == "base"
+    instructed = metrics["tuning"][0] == "it"
     secs: dict[str, float] = {}
     for c in cells:
         try:
@@ -100,6 +105,8 @@ def eval_shares(timing: dict, metrics: pl.DataFrame, train_format: str, source: 
                              ) from None
         if base:
             kind = EVAL_BASE
+        elif instructed:
+            kind = EVAL_IT
         elif fmt != train_format:
             kind = EVAL_FORMAT
         else:
@@ -131,6 +138,8 @@ def cost_table(jobs: list[dict], train_format: str) -> pl.DataFrame:
             add(PRETRAIN, "", wall, cpu, device)
         elif job["kind"] == "finetune":
             add(FINETUNE, job.get("train_task"), wall, cpu, device)
+        elif job["kind"] == "instruction_tune":
+            add(INSTRUCT, job.get("train_task"), wall, cpu, device)
         elif job["kind"] == "evaluate":
             missing = [k for k in ("timing", "metrics") if not job.get(k)]
             if missing:
@@ -141,8 +150,8 @@ def cost_table(jobs: list[dict], train_format: str) -> pl.DataFrame:
             for kind, share in shares.items():
                 add(kind, job.get("train_task"), wall, cpu, device, share)
         else:
-            raise AmuroError(f"--jobs: kind must be pretrain, finetune or evaluate, "
-                             f"got {job['kind']!r}")
+            raise AmuroError("--jobs: kind must be pretrain, finetune, instruction_tune or "
+                             f"evaluate, got {job['kind']!r}")
     rows = [{"experiment": e, "train_task": t, "n_jobs": a["n_jobs"],
              "wall_hours": a["wall"] / 3600, "cpu_hours": a["cpu"] / 3600,
              "gpu_hours": a["gpu"] / 3600, "device": "+".join(sorted(a["devices"]))}

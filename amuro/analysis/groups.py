@@ -12,8 +12,8 @@ Table 5 (`gain_by_group`): for every checkpoint and group, the mean over (set, f
 pairs of Perf(FT) − Perf(BASE), with a stratified paired bootstrap CI. An in-domain set is paired
 with the models fine-tuned on its own task; OOD sets of fine-tuned tasks are left to Fig. 7, as
 in the paper. A set whose task no model is fine-tuned on is paired with every fine-tuned model
-that evaluated it — as the paper read its pre-training-learned benchmarks after a
-general-purpose fine-tune (TULU); the `pairing` column says which was used.
+that evaluated it — or, when the study instruction-tunes, with the instruction-tuned models, as
+the paper read its pre-training-learned benchmarks after TULU; the `pairing` column says which.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import math
 import polars as pl
 
 from amuro import bootstrap
+from amuro.analysis import INSTRUCTION_TUNING, SECONDARY_METRICS
 from amuro.analysis.scores import BASE_TUNING, ScoreBook, cell_seed
 
 PRETRAINING = "pre-training"
@@ -32,6 +33,7 @@ FINETUNING = "fine-tuning"
 RISE_TOLERANCE = 1e-9
 IN_DOMAIN = "in-domain fine-tune"
 ANY_FT = "any fine-tune"
+INSTRUCTED = "instruction-tuned"
 
 GROUP_COLUMNS = [
     "model", "eval_set", "eval_task", "eval_type", "metric", "n_checkpoints", "first_step",
@@ -76,8 +78,10 @@ def classify_sets(perf: pl.DataFrame, book: ScoreBook, fmt: str, base_shots: int
                "learned_in": None}
         if len(steps) >= 2:
             vec = book.paired(
-                (g["model"], steps[-1], BASE_TUNING, None, g["eval_set"], fmt, base_shots),
-                (g["model"], steps[0], BASE_TUNING, None, g["eval_set"], fmt, base_shots),
+                (g["model"], steps[-1], BASE_TUNING, None, g["eval_set"], fmt, base_shots,
+                 g["metric"]),
+                (g["model"], steps[0], BASE_TUNING, None, g["eval_set"], fmt, base_shots,
+                 g["metric"]),
             )
             if vec is not None and vec[0].size:
                 last, first = vec
@@ -100,15 +104,26 @@ def adapted_pairs(perf: pl.DataFrame, groups: pl.DataFrame, fmt: str,
     paired with every fine-tuned model that evaluated it.
     """
     ft = perf.filter((pl.col("tuning") != BASE_TUNING) & (pl.col("format") == fmt)
-                     & (pl.col("shots") == ft_shots)).select(
-        "model", "step", "tokens", "tuning", "train_task", "eval_task", "eval_set", "role")
+                     & (pl.col("shots") == ft_shots)
+                     & ~pl.col("metric").is_in(sorted(SECONDARY_METRICS))).select(
+        "model", "step", "tokens", "tuning", "train_task", "eval_task", "eval_set", "role",
+        "metric")
     ft = ft.join(groups.filter(pl.col("learned_in").is_not_null())
-                 .select("model", "eval_set", "learned_in"), on=["model", "eval_set"])
-    trained = ft.select("model", eval_task=pl.col("train_task")).unique()
-    own = ft.filter((pl.col("role") == "ID") & (pl.col("eval_task") == pl.col("train_task")))
+                 .select("model", "eval_set", "metric", "learned_in"),
+                 on=["model", "eval_set", "metric"])
+    sft = ft.filter(pl.col("tuning") != INSTRUCTION_TUNING)
+    trained = sft.select("model", eval_task=pl.col("train_task")).unique()
+    own = sft.filter((pl.col("role") == "ID") & (pl.col("eval_task") == pl.col("train_task")))
     untrained = ft.join(trained, on=["model", "eval_task"], how="anti")
+    # Sets no task fine-tunes: the instruction-tuned models where they exist (the paper's
+    # TULU models), otherwise every fine-tuned model that evaluated them.
+    instructed = untrained.filter(pl.col("tuning") == INSTRUCTION_TUNING)
+    covered = instructed.select("model", "eval_set").unique()
+    rest = untrained.filter(pl.col("tuning") != INSTRUCTION_TUNING).join(
+        covered, on=["model", "eval_set"], how="anti")
     return pl.concat([own.with_columns(pairing=pl.lit(IN_DOMAIN)),
-                      untrained.with_columns(pairing=pl.lit(ANY_FT))]).drop(
+                      instructed.with_columns(pairing=pl.lit(INSTRUCTED)),
+                      rest.with_columns(pairing=pl.lit(ANY_FT))]).drop(
         "eval_task").sort("model", "step", "eval_set", "tuning", "train_task", nulls_last=False)
 
 
@@ -122,8 +137,9 @@ def gain_by_group(perf: pl.DataFrame, groups: pl.DataFrame, book: ScoreBook, fmt
         vectors = []
         for r in part.iter_rows(named=True):
             vec = book.paired(
-                (model, step, r["tuning"], r["train_task"], r["eval_set"], fmt, ft_shots),
-                (model, step, BASE_TUNING, None, r["eval_set"], fmt, base_shots),
+                (model, step, r["tuning"], r["train_task"], r["eval_set"], fmt, ft_shots,
+                 r["metric"]),
+                (model, step, BASE_TUNING, None, r["eval_set"], fmt, base_shots, r["metric"]),
             )
             if vec is not None and vec[0].size:
                 vectors.append(vec)

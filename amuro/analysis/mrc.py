@@ -35,6 +35,7 @@ import polars as pl
 from scipy import stats
 
 from amuro import bootstrap
+from amuro.analysis import INSTRUCTION_TUNING, SECONDARY_METRICS
 from amuro.analysis.scores import BASE_TUNING, ScoreBook, cell_seed
 
 CROSS_ROLE = "cross"
@@ -111,11 +112,13 @@ def cross_task_pairs(
     """
     ft = perf.filter(
         (pl.col("tuning") != BASE_TUNING)
+        & (pl.col("tuning") != INSTRUCTION_TUNING)  # the MRC is about task fine-tuning
         & (pl.col("role") == CROSS_ROLE)
         # Role and task should agree; the task test is what the formula says, so apply both.
         & (pl.col("eval_task") != pl.col("train_task"))
         & (pl.col("format") == fmt)
         & (pl.col("shots") == ft_shots)
+        & ~pl.col("metric").is_in(sorted(SECONDARY_METRICS))  # each set counts once
     ).select(*FT_KEY, "eval_set", "eval_task", "eval_type", "metric", ft_value=pl.col("value"))
     pairs = ft.join(base_scores(perf, fmt, base_shots), on=PAIR_KEY, how="left")
     pairs = pairs.join(train_types(perf), on=FT_KEY, how="left", nulls_equal=True)
@@ -155,7 +158,8 @@ def mean_ratio_of_change(
     """MRC_COLUMNS without the CI: per fine-tuned model, one row per target type present among
     its cross-task sets plus an "all" row (always, even with no usable set)."""
     pairs = cross_task_pairs(perf, fmt, base_shots, ft_shots)
-    ft_rows = perf.filter(pl.col("tuning") != BASE_TUNING)
+    ft_rows = perf.filter((pl.col("tuning") != BASE_TUNING)
+                          & (pl.col("tuning") != INSTRUCTION_TUNING))
     tokens = (
         pl.col("tokens").drop_nulls().first()
         if "tokens" in perf.columns
@@ -191,8 +195,10 @@ def _vectors(pairs: pl.DataFrame, book: ScoreBook, fmt: str, base_shots: int, ft
     out = []
     for r in pairs.filter(pl.col("status") == OK).iter_rows(named=True):
         vec = book.paired(
-            (r["model"], r["step"], r["tuning"], r["train_task"], r["eval_set"], fmt, ft_shots),
-            (r["model"], r["step"], BASE_TUNING, None, r["eval_set"], fmt, base_shots),
+            (r["model"], r["step"], r["tuning"], r["train_task"], r["eval_set"], fmt, ft_shots,
+             r["metric"]),
+            (r["model"], r["step"], BASE_TUNING, None, r["eval_set"], fmt, base_shots,
+             r["metric"]),
         )
         if vec is not None:
             out.append(vec)

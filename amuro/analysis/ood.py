@@ -47,8 +47,10 @@ def ood_change(perf: pl.DataFrame, book: ScoreBook, fmt: str, base_shots: int, f
         vectors, base_means, ft_means, n_zero, n_missing = [], [], [], 0, 0
         for step in part["step"].to_list():
             vec = book.paired(
-                (g["model"], step, g["tuning"], g["train_task"], g["eval_set"], fmt, ft_shots),
-                (g["model"], step, BASE_TUNING, None, g["eval_set"], fmt, base_shots),
+                (g["model"], step, g["tuning"], g["train_task"], g["eval_set"], fmt, ft_shots,
+                 g["metric"]),
+                (g["model"], step, BASE_TUNING, None, g["eval_set"], fmt, base_shots,
+                 g["metric"]),
             )
             if vec is None or not vec[0].size:
                 n_missing += 1

@@ -20,12 +20,13 @@ from amuro.errors import AmuroError
 from amuro.io import atomic_path
 
 PREDICTIONS = "predictions.jsonl"  # written by the evaluation step beside its metrics.csv
-# What identifies one scored cell across all files (a perf.csv row minus the metric).
-CELL_KEY = ["model", "step", "tuning", "train_task", "eval_set", "format", "shots"]
+# What identifies one scored cell across all files: a perf.csv row. The metric is part of it
+# because a multiple-choice cell is scored twice (acc and acc_norm) on the same items.
+CELL_KEY = ["model", "step", "tuning", "train_task", "eval_set", "format", "shots", "metric"]
 SCORES_SCHEMA = {
     "model": pl.String, "step": pl.Int64, "tuning": pl.String, "train_task": pl.String,
-    "eval_set": pl.String, "format": pl.String, "shots": pl.Int64, "id": pl.String,
-    "score": pl.Float64,
+    "eval_set": pl.String, "format": pl.String, "shots": pl.Int64, "metric": pl.String,
+    "id": pl.String, "score": pl.Float64,
 }
 MEAN_TOLERANCE = 1e-9
 SOURCE = "_source"  # which metrics file a row came from, for error messages; never written out
@@ -44,12 +45,14 @@ def predictions_path(metrics_path: str | Path) -> Path:
     return Path(metrics_path).parent / PREDICTIONS
 
 
-def _cell_name(eval_set, fmt, shots) -> str:
-    return f"eval_set={eval_set} format={fmt} shots={shots}"
+def _cell_name(eval_set, fmt, shots, metric=None) -> str:
+    return f"eval_set={eval_set} format={fmt} shots={shots}" + (
+        f" metric={metric}" if metric else "")
 
 
-def read_predictions(path: str | Path) -> dict[tuple[str, str, int], Cell]:
-    """A predictions.jsonl as {(eval_set, format, shots): (ids, scores)}, checked line by line."""
+def read_predictions(path: str | Path) -> dict[tuple[str, str, int, str | None], Cell]:
+    """A predictions.jsonl as {(eval_set, format, shots, metric): (ids, scores)}, checked line
+    by line; `metric` is None for rows that do not name one (one metric per cell)."""
     path = Path(path)
     if not path.is_file():
         raise AmuroError(f"{path}: file not found (per-example scores are needed for the CIs)")
@@ -65,20 +68,23 @@ def read_predictions(path: str | Path) -> dict[tuple[str, str, int], Cell]:
             if not isinstance(rec, dict):
                 raise AmuroError(f"{path}:{lineno}: expected a JSON object")
             eval_set, fmt, shots = rec.get("eval_set"), rec.get("format"), rec.get("shots")
-            item, score = rec.get("id"), rec.get("score")
+            item, score, metric = rec.get("id"), rec.get("score"), rec.get("metric")
             if not (isinstance(eval_set, str) and isinstance(fmt, str)):
                 raise AmuroError(f"{path}:{lineno}: eval_set and format must be strings")
             if not isinstance(shots, int) or isinstance(shots, bool):
                 raise AmuroError(f"{path}:{lineno}: shots must be an integer")
+            if metric is not None and not isinstance(metric, str):
+                raise AmuroError(f"{path}:{lineno}: metric must be a string")
             if not isinstance(item, (str, int)) or isinstance(item, bool):
                 raise AmuroError(f"{path}:{lineno}: id must be a string or an integer")
             if (not isinstance(score, (int, float)) or isinstance(score, bool)
                     or not math.isfinite(score)):
                 raise AmuroError(f"{path}:{lineno}: score must be a finite number")
-            ids, scores, seen = cells.setdefault((eval_set, fmt, shots), ([], [], set()))
+            ids, scores, seen = cells.setdefault((eval_set, fmt, shots, metric), ([], [], set()))
             if str(item) in seen:
                 raise AmuroError(f"{path}:{lineno}: id {item} repeated in eval_set={eval_set} "
-                                 f"format={fmt} shots={shots}")
+                                 f"format={fmt} shots={shots}"
+                                 + (f" metric={metric}" if metric else ""))
             seen.add(str(item))
             ids.append(str(item))
             scores.append(float(score))
@@ -94,17 +100,20 @@ def read_scores(metrics: pl.DataFrame) -> dict[tuple, Cell]:
     out: dict[tuple, Cell] = {}
     for source in sorted(metrics[SOURCE].unique().to_list()):
         rows = metrics.filter(pl.col(SOURCE) == source)
-        dup = rows.group_by("eval_set", "format", "shots").len().filter(pl.col("len") > 1)
-        if dup.height:
-            r = dup.sort("eval_set", "format", "shots").row(0, named=True)
-            name = _cell_name(r["eval_set"], r["format"], r["shots"])
-            raise AmuroError(f"{source}: several rows for {name}; cannot match them to "
-                             f"{PREDICTIONS}")
         pred_path = predictions_path(source)
         cells = read_predictions(pred_path)
+        named = {k[:3] for k in cells if k[3] is not None}  # cells whose rows name a metric
+        dup = (rows.group_by("eval_set", "format", "shots").len()
+               .filter(pl.col("len") > 1).sort("eval_set", "format", "shots"))
+        for r in dup.iter_rows(named=True):
+            if (r["eval_set"], r["format"], r["shots"]) not in named:
+                name = _cell_name(r["eval_set"], r["format"], r["shots"])
+                raise AmuroError(f"{source}: several rows for {name}; their rows in "
+                                 f"{PREDICTIONS} must name their metric")
         wanted = set()
         for r in rows.iter_rows(named=True):
-            cell = (r["eval_set"], r["format"], r["shots"])
+            base = (r["eval_set"], r["format"], r["shots"])
+            cell = (*base, r["metric"]) if base in named else (*base, None)
             wanted.add(cell)
             ids, scores = cells.get(cell, ([], np.zeros(0)))
             name = _cell_name(*cell)
@@ -115,7 +124,7 @@ def read_scores(metrics: pl.DataFrame) -> dict[tuple, Cell]:
                 raise AmuroError(f"{pred_path}: {name} scores average {float(scores.mean())!r}, "
                                  f"{source} says value={r['value']!r}")
             out[tuple(r[k] for k in CELL_KEY)] = (ids, scores)
-        extra = sorted(set(cells) - wanted)
+        extra = sorted(set(cells) - wanted, key=str)
         if extra:
             raise AmuroError(f"{pred_path}: {_cell_name(*extra[0])} has no row in {source} "
                              f"({len(extra)} such cell(s))")
@@ -160,8 +169,8 @@ class ScoreBook:
         self.cells = cells
         self.unpaired: dict[tuple, tuple[int, int]] = {}  # (key_a, key_b) -> (only a, only b)
 
-    def get(self, model, step, tuning, train_task, eval_set, fmt, shots) -> Cell | None:
-        return self.cells.get((model, step, tuning, train_task, eval_set, fmt, shots))
+    def get(self, model, step, tuning, train_task, eval_set, fmt, shots, metric) -> Cell | None:
+        return self.cells.get((model, step, tuning, train_task, eval_set, fmt, shots, metric))
 
     def paired(self, key_a: tuple, key_b: tuple) -> tuple[np.ndarray, np.ndarray] | None:
         """Scores of the ids both cells hold, sorted by id; None if either cell is missing."""
@@ -188,14 +197,14 @@ class Pairing:
     def __init__(self, book: ScoreBook, base_shots: int, ft_shots: int):
         self.book, self.base_shots, self.ft_shots = book, base_shots, ft_shots
 
-    def pair(self, model, step, tuning, train_task, eval_set, fmt):
+    def pair(self, model, step, tuning, train_task, eval_set, fmt, metric):
         """(ft scores, base scores) over the ids both sides scored; None if a side is missing."""
         return self.book.paired(
-            (model, step, tuning, train_task, eval_set, fmt, self.ft_shots),
-            (model, step, BASE_TUNING, None, eval_set, fmt, self.base_shots),
+            (model, step, tuning, train_task, eval_set, fmt, self.ft_shots, metric),
+            (model, step, BASE_TUNING, None, eval_set, fmt, self.base_shots, metric),
         )
 
-    def unpaired_counts(self, model, step, tuning, train_task, eval_set, fmt) -> int:
-        key = ((model, step, tuning, train_task, eval_set, fmt, self.ft_shots),
-               (model, step, BASE_TUNING, None, eval_set, fmt, self.base_shots))
+    def unpaired_counts(self, model, step, tuning, train_task, eval_set, fmt, metric) -> int:
+        key = ((model, step, tuning, train_task, eval_set, fmt, self.ft_shots, metric),
+               (model, step, BASE_TUNING, None, eval_set, fmt, self.base_shots, metric))
         return sum(self.book.unpaired.get(key, (0, 0)))

@@ -58,6 +58,19 @@ def validate_config(cfg):
         if ds not in owner:
             config_error(f"datasets.{ds}: not used by any task")
     check_models(cfg)
+    it = cfg.get("instruction_tuning")
+    if it:
+        ds = it["dataset"]
+        real = cfg.get("datasets", {}).get(ds, {}).get("adapter")
+        if ds not in TINYWORLD_DATASETS and real != "tulu":
+            config_error(f"instruction_tuning.dataset: {ds!r} is neither a tiny-world chat "
+                         f"dataset nor a datasets entry with adapter tulu")
+        if real:
+            check_real_dataset(cfg, ds, "train")
+        for task in it.get("eval") or []:
+            if task not in cfg["tasks"]:
+                config_error(f"instruction_tuning.eval: unknown task {task!r}; expected one of "
+                             f"{sorted(cfg['tasks'])}")
     for name, task_cfg in [("finetune", cfg["finetune"]), *[
             (f"finetune.per_task.{t}", o) for t, o in cfg["finetune"]["per_task"].items()]]:
         grid = task_cfg.get("lr")
@@ -123,7 +136,11 @@ validate_config(config)
 MODELS = config["models"]
 TASKS = config["tasks"]
 TRAIN_TASKS = [name for name, task in TASKS.items() if task.get("train")]
-TUNINGS = ["base"] + [f"sft-{name}" for name in TRAIN_TASKS]
+# Instruction tuning (paper §3.2): one extra tuning per checkpoint, "it", on a chat mixture.
+IT = config.get("instruction_tuning")
+IT_TUNING, IT_TASK = "it", "instruct"
+TUNINGS = (["base"] + [f"sft-{name}" for name in TRAIN_TASKS]
+           + ([IT_TUNING] if IT else []))
 
 
 def sets_of(task):
@@ -131,7 +148,7 @@ def sets_of(task):
 
 
 ALL_SETS = [ds for task in TASKS for ds, _ in sets_of(task)]
-TRAIN_SETS = {TASKS[t]["train"] for t in TRAIN_TASKS}
+TRAIN_SETS = {TASKS[t]["train"] for t in TRAIN_TASKS} | ({IT["dataset"]} if IT else set())
 REAL_DATASETS = sorted({ds for ds in [*ALL_SETS, *TRAIN_SETS]
                         if config["datasets"].get(ds, {}).get("adapter")})
 WORLD_DATASETS = sorted({*ALL_SETS, *TRAIN_SETS} - set(REAL_DATASETS))
@@ -174,14 +191,15 @@ def series_dir(wildcards, output):
 
 def task_spec(name):
     t = TASKS[name]
-    is_cls = t["type"] == "classification"
+    is_gen = t["type"] == "generation"
+    metric = {"classification": "accuracy", "generation": "rougeL", "multiple_choice": "acc"}
     return {
         "name": name,
         "type": t["type"],
         "template": t["template"],
         "labels": t.get("labels", []),
-        "metric": t.get("metric", "accuracy" if is_cls else "rougeL"),
-        "max_new_tokens": t.get("max_new_tokens", 5 if is_cls else 60),
+        "metric": t.get("metric", metric[t["type"]]),
+        "max_new_tokens": t.get("max_new_tokens", 60 if is_gen else 5),
     }
 
 
@@ -337,14 +355,36 @@ def model_dir(wildcards):
 
 
 def train_task_of(tuning):
+    if tuning == IT_TUNING:
+        return IT_TASK
     return "" if tuning == "base" else tuning.split("-", 1)[1]
 
 
+def benchmark_tasks():
+    """Tasks nothing is fine-tuned on (the paper's benchmarks): what instruction-tuned
+    models are evaluated on, unless instruction_tuning.eval names tasks."""
+    named = (IT or {}).get("eval")
+    return named or [t for t in TASKS if t not in TRAIN_TASKS]
+
+
+def it_settings(wildcards=None):
+    keys = ("epochs", "batch_size", "lr", "warmup_ratio", "weight_decay", "max_examples",
+            "max_length", "seed", "chat_template", "precision")
+    return json.dumps({k: IT[k] for k in keys if k in IT}, sort_keys=True)
+
+
+def it_task(wildcards=None):
+    return json.dumps({"name": IT_TASK, "type": "chat", "template": "chat"}, sort_keys=True)
+
+
 def eval_sets_for(tuning):
-    """Base: every set. Fine-tuned on t: t's ID and OOD sets plus every other task's ID sets."""
+    """Base: every set. Fine-tuned on t: t's ID and OOD sets plus every other task's ID sets.
+    Instruction-tuned: the benchmark tasks' sets."""
     trained = train_task_of(tuning)
     chosen = []
     for task in TASKS:
+        if tuning == IT_TUNING and task not in benchmark_tasks():
+            continue
         for ds, role in sets_of(task):
             if not trained or task == trained or role == "ID":
                 chosen.append((task, ds, role))
@@ -381,8 +421,8 @@ def eval_plan(wildcards):
 
 
 def eval_meta(wildcards):
-    return json.dumps({"model": wildcards.model, "step": int(wildcards.step),
-                       "tuning": "base" if wildcards.tuning == "base" else "sft",
+    kind = {"base": "base", IT_TUNING: IT_TUNING}.get(wildcards.tuning, "sft")
+    return json.dumps({"model": wildcards.model, "step": int(wildcards.step), "tuning": kind,
                        "train_task": train_task_of(wildcards.tuning)}, sort_keys=True)
 
 
@@ -405,8 +445,8 @@ def manifest_args(wildcards, input):
 
 
 def all_finetuned(wildcards=None):
-    return [f"results/models/{m}/step{s}/sft-{t}"
-            for m in MODELS for s in model_steps(m) for t in TRAIN_TASKS]
+    return [f"results/models/{m}/step{s}/{t}"
+            for m in MODELS for s in model_steps(m) for t in TUNINGS if t != "base"]
 
 
 def compare_args(wildcards=None):
@@ -438,6 +478,10 @@ def cost_jobs(wildcards=None):
                         "benchmark": f"results/benchmarks/finetune/{m}/step{s}/{t}-lr{lr}.tsv",
                         "timing": f"results/models/{m}/step{s}/candidates/sft-{t}/lr{lr}/"
                                   "settings.json"})
+            if IT:
+                jobs.append({"kind": "instruction_tune", "train_task": IT_TASK,
+                             "benchmark": f"results/benchmarks/instruction_tune/{m}/step{s}.tsv",
+                             "timing": f"results/models/{m}/step{s}/{IT_TUNING}/settings.json"})
             for tuning in TUNINGS:
                 eval_dir = f"results/eval/{m}/step{s}/{tuning}"
                 jobs.append({"kind": "evaluate", "train_task": train_task_of(tuning),

@@ -71,3 +71,29 @@ rule select_lr:
         "../envs/amuro.yaml"
     shell:
         "python -m amuro.select_lr --candidates {input} --out {output.model} 2> {log}"
+
+
+# Instruction tuning: one job per checkpoint on the chat mixture (loss on assistant turns).
+rule instruction_tune:
+    input:
+        checkpoint=lambda wildcards: checkpoint_dir(wildcards.model, wildcards.step),
+        train=lambda wildcards: f"results/data/{IT['dataset']}/train.jsonl",
+    output:
+        model=directory("results/models/{model}/step{step}/it"),
+    params:
+        task=it_task,
+        settings=it_settings,
+    threads: (IT or {}).get("threads", 1)
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    log:
+        "logs/instruction_tune/{model}/step{step}.log",
+    benchmark:
+        "results/benchmarks/instruction_tune/{model}/step{step}.tsv"
+    conda:
+        "../envs/amuro.yaml"
+    shell:
+        "python -m amuro.finetune --checkpoint {input.checkpoint} --train {input.train}"
+        " --task {params.task:q} --settings {params.settings:q} --out {output.model}"
+        " --threads {threads} 2> {log}"
