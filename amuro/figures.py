@@ -25,6 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import polars as pl  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from amuro.analysis import INSTRUCTION_TUNING, SECONDARY_METRICS  # noqa: E402
 from amuro.errors import AmuroError, run_cli  # noqa: E402
 from amuro.io import atomic_path  # noqa: E402
 from amuro.tables import read_perf  # noqa: E402
@@ -93,8 +94,11 @@ class Figures:
         self.formats = _read(results / "format.csv")
         self.made: list[dict] = []
         p = self.perf.filter(pl.col("format") == fmt)
-        self.base = p.filter((pl.col("tuning") == "base") & (pl.col("shots") == base_shots))
-        self.ft = p.filter((pl.col("tuning") != "base") & (pl.col("shots") == ft_shots))
+        self.base_all = p.filter((pl.col("tuning") == "base") & (pl.col("shots") == base_shots))
+        self.ft_all = p.filter((pl.col("tuning") != "base") & (pl.col("shots") == ft_shots))
+        # One curve per set: a set's secondary metric (acc_norm) only in Fig. 8's panels.
+        primary = ~pl.col("metric").is_in(sorted(SECONDARY_METRICS))
+        self.base, self.ft = self.base_all.filter(primary), self.ft_all.filter(primary)
 
     # --- helpers ------------------------------------------------------------------------------
     def _save(self, fig, name: str, caption: str) -> None:
@@ -291,27 +295,42 @@ class Figures:
                    "training task's OOD sets, with 95% bootstrap intervals.")
 
     def fig08(self) -> None:
+        """Benchmarks after instruction tuning (the paper's Fig. 8); without instruction tuning,
+        the sets no task fine-tunes, after each task fine-tune."""
         trained = self._id_pairs().select("model", "eval_set").unique()
-        other = (self.ft.join(trained, on=["model", "eval_set"], how="anti")
-                 .select("model", "eval_set").unique().sort("model", "eval_set"))
-        title = "Sets no model was fine-tuned for, after fine-tuning (Fig. 8)"
-        caption = ("Base vs every fine-tuned model on the sets of tasks with no training data "
-                   "(the paper: benchmarks after instruction tuning).")
+        instructed = self.ft_all.filter(pl.col("tuning") == INSTRUCTION_TUNING)
+        tuned = instructed if instructed.height else self.ft
+        other = (tuned.join(trained, on=["model", "eval_set"], how="anti")
+                 .select("model", "eval_set", "metric").unique()
+                 .sort("model", "eval_set", "metric"))
+        if instructed.height:
+            title = "Benchmarks after instruction tuning (Fig. 8)"
+            caption = ("Base vs instruction-tuned models on the sets of tasks nothing is "
+                       "fine-tuned on (multiple choice: acc and acc_norm panels).")
+        else:
+            title = "Sets no model was fine-tuned for, after fine-tuning (Fig. 8)"
+            caption = ("Base vs every fine-tuned model on the sets of tasks with no training "
+                       "data (the paper: benchmarks after instruction tuning).")
         if other.is_empty():
             return self._empty("fig08_untrained_sets", title, caption)
         fig, axes = _grid(other.height, title)
-        tasks = sorted(self.ft["train_task"].unique().to_list())
-        palette = dict(zip(tasks, sns.color_palette("tab10", len(tasks)), strict=True))
+        labels = sorted(tuned["train_task"].unique().to_list())
+        palette = dict(zip(labels, sns.color_palette("tab10", len(labels)), strict=True))
+        multi = other.group_by("model", "eval_set").len()["len"].max() > 1
         for ax, r in zip(axes, other.iter_rows(named=True), strict=True):
-            sel = (pl.col("model") == r["model"]) & (pl.col("eval_set") == r["eval_set"])
-            part = self.ft.filter(sel)
+            sel = ((pl.col("model") == r["model"]) & (pl.col("eval_set") == r["eval_set"])
+                   & (pl.col("metric") == r["metric"]))
+            part = tuned.filter(sel)
             for (task,), curve in part.group_by("train_task", maintain_order=True):
-                _line(ax, curve, f"FT {task}", palette[task])
-            base = self.base.filter(sel)
+                label = "instruction-tuned" if instructed.height else f"FT {task}"
+                _line(ax, curve, label, FT_COLOR if instructed.height else palette[task])
+            base = self.base_all.filter(sel)
             _line(ax, base, "base", BASE_COLOR, dashed=True)
             _step_axis(ax, pl.concat([part.select("step", "tokens"),
                                       base.select("step", "tokens")]))
-            ax.set_title(r["eval_set"], fontsize=9)
+            ax.set_title(f"{r['eval_set']} ({r['metric']})" if multi else r["eval_set"],
+                         fontsize=9)
+            ax.set_ylabel(r["metric"])
         axes[0].legend(fontsize=6)
         self._save(fig, "fig08_untrained_sets", caption)
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import polars as pl
 
+from amuro.analysis import SECONDARY_METRICS
 from amuro.errors import AmuroError, run_cli
 from amuro.io import atomic_path, parse_json_object
 
@@ -104,7 +105,8 @@ class Report:
 
     # --- findings, each a list of HTML sentences ------------------------------------------------
     def pretraining(self) -> list[str]:
-        g = self.t["groups"]
+        # one row per set: multiple-choice sets are grouped by their primary metric (acc)
+        g = self.t["groups"].filter(~pl.col("metric").is_in(sorted(SECONDARY_METRICS)))
         learned = g.filter(pl.col("learned_in") == "pre-training")
         flat = g.filter(pl.col("learned_in") == "fine-tuning")
         out = []
