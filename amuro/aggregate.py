@@ -69,7 +69,7 @@ METRICS_SCHEMA: dict[str, pl.DataType] = {
 }
 # May be empty: train_task for base models; scoring is descriptive only.
 OPTIONAL_COLUMNS = {"train_task", "scoring"}
-EVAL_TYPES = {"classification", "generation"}
+EVAL_TYPES = {"classification", "generation", "multiple_choice"}
 FT_KEY = ["model", "step", "tuning", "train_task"]
 ROLES = {"ID", "OOD", "cross"}
 

@@ -2,6 +2,13 @@
 
 One process per model: the model is loaded once and reused for all sets, formats and shots.
 
+Outputs: metrics.csv has one row per (set, format, shots, metric) — one metric for
+classification (`accuracy`, scoring `first_subtoken`) and generation (`rougeL`, `greedy`), two
+for multiple choice (`acc` and `acc_norm`, scoring `loglik`). predictions.jsonl has one row per
+scored item and metric: `{"eval_set", "format", "shots", "metric", "id", "prediction",
+"target", "score", "truncation"}`; a multiple-choice item has an `acc` and an `acc_norm` row,
+each with the choice that metric picked as its prediction and a 0/1 score.
+
     python -m amuro.evaluate --model DIR --plan JSON --meta JSON \
         --metrics OUT.csv --predictions OUT.jsonl --timing OUT.json [--threads N]
 """
@@ -32,10 +39,24 @@ from amuro.modeling import (  # noqa: E402
     seed_everything,
     set_threads,
 )
-from amuro.prompts import FORMATS, render_few_shot, render_prompt  # noqa: E402
-from amuro.scoring import classify, first_subtoken_ids, generate_greedy  # noqa: E402
-from amuro.tasks import EvalSet, parse_eval_plan  # noqa: E402
-from amuro.truncation import fit_prompt  # noqa: E402
+from amuro.prompts import (  # noqa: E402
+    FORMATS,
+    MULTIPLE_CHOICE_FAMILIES,
+    choice_completions,
+    join_few_shot,
+    render_few_shot,
+    render_prompt,
+)
+from amuro.scoring import (  # noqa: E402
+    choose,
+    classify,
+    encode_choices,
+    generate_greedy,
+    label_tokens,
+    loglik_choices,
+)
+from amuro.tasks import MC_METRICS, EvalSet, parse_eval_plan  # noqa: E402
+from amuro.truncation import TRUNCATED_INPUT, fit_prompt  # noqa: E402
 
 _IMPORT_S = round(time.perf_counter() - _T0, 3)
 
@@ -44,7 +65,8 @@ COLUMNS = (
     "metric,value,n,n_truncated,scoring"
 ).split(",")
 META_KEYS = ("model", "step", "tuning", "train_task")
-SCORING = {"classification": "first_subtoken", "generation": "greedy"}
+SCORING = {"classification": "first_subtoken", "generation": "greedy",
+           "multiple_choice": "loglik"}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -75,7 +97,29 @@ def row_role(eval_set: EvalSet, train_task: str) -> str:
     return "cross"
 
 
-def _check_records(path: str, records: list[dict], eval_set: EvalSet) -> None:
+def _short(value, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _check_mc_record(where: str, rec: dict) -> None:
+    """choices: a non-empty list of non-empty texts; label: an index into it; target: its text."""
+    choices = rec["fields"].get("choices")
+    if (not isinstance(choices, list) or not choices
+            or not all(isinstance(c, str) and c.strip() for c in choices)):
+        raise AmuroError(f"{where}: field 'fields.choices' must be a non-empty list of non-empty "
+                         f"strings, got {_short(choices)}")
+    label = rec.get("label")
+    if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label < len(choices):
+        raise AmuroError(f"{where}: field 'label' must be an integer index into the "
+                         f"{len(choices)} choices (0-{len(choices) - 1}), got {_short(label)}")
+    if rec["target"] != choices[label]:
+        raise AmuroError(f"{where}: field 'target' is {_short(rec['target'])}, but choice "
+                         f"{label} (field 'label') is {_short(choices[label])}")
+
+
+def _check_records(path: str, records: list[dict], eval_set: EvalSet,
+                   formats: tuple[str, ...] = ("default",)) -> None:
     if not records:
         raise AmuroError(f"{path}: no records")
     labels = eval_set.label_words
@@ -94,10 +138,25 @@ def _check_records(path: str, records: list[dict], eval_set: EvalSet) -> None:
             raise AmuroError(
                 f"{where}: field 'target' is {rec['target']!r}, expected one of {list(labels)}"
             )
-        try:
-            render_prompt(eval_set.task.template, "default", rec["fields"], labels)
-        except AmuroError as err:
-            raise AmuroError(f"{where}: {err}") from None
+        if eval_set.task.type == "multiple_choice":
+            _check_mc_record(where, rec)
+        for fmt in formats:
+            try:
+                render_prompt(eval_set.task.template, fmt, rec["fields"], labels)
+            except AmuroError as err:
+                raise AmuroError(f"{where}: {err}") from None
+
+
+def _check_task(task) -> None:
+    """A multiple_choice task needs a multiple-choice template family, and only it does."""
+    is_mc_family = task.template in MULTIPLE_CHOICE_FAMILIES
+    if task.type == "multiple_choice" and not is_mc_family:
+        raise AmuroError(f"task {task.name!r}: a multiple_choice task needs a multiple-choice "
+                         f"template family ({', '.join(sorted(MULTIPLE_CHOICE_FAMILIES))}), "
+                         f"got {task.template!r}")
+    if task.type != "multiple_choice" and is_mc_family:
+        raise AmuroError(f"task {task.name!r}: template {task.template!r} is a multiple-choice "
+                         f"family; field 'type' must be multiple_choice, got {task.type!r}")
 
 
 def load_and_validate(plan: dict, tokenizer) -> dict[str, tuple[list[dict], list[dict]]]:
@@ -114,14 +173,16 @@ def load_and_validate(plan: dict, tokenizer) -> dict[str, tuple[list[dict], list
             raise AmuroError(f"--plan: eval set {s.name!r} listed twice")
         if s.role not in ("ID", "OOD"):
             raise AmuroError(f"eval set {s.name!r}: field 'role' must be 'ID' or 'OOD'")
-        if s.task.metric not in METRICS:
+        _check_task(s.task)
+        if s.task.type != "multiple_choice" and s.task.metric not in METRICS:
             raise AmuroError(f"task {s.task.name!r}: metric {s.task.metric!r} not in {METRICS}")
+        formats = tuple(plan["formats"])
         test = read_jsonl(s.test_path)
-        _check_records(s.test_path, test, s)
+        _check_records(s.test_path, test, s, formats)
         demos: list[dict] = []
         if max(shots, default=0) > 0:
             demos = read_jsonl(s.demo_path)
-            _check_records(s.demo_path, demos, s)
+            _check_records(s.demo_path, demos, s, formats)
             if max(shots) > len(demos):
                 raise AmuroError(
                     f"{s.demo_path}: {max(shots)}-shot needs {max(shots)} demonstrations, "
@@ -135,7 +196,7 @@ def load_and_validate(plan: dict, tokenizer) -> dict[str, tuple[list[dict], list
                     f"and the demo pool {s.demo_path}, e.g. {sorted(shared)[0]!r}"
                 )
         if s.task.type == "classification":
-            first_subtoken_ids(tokenizer, s.label_words, task=s.task.name)
+            label_tokens(tokenizer, s.label_words, task=s.task.name)
         data[s.name] = (test, demos)
     return data
 
@@ -149,11 +210,76 @@ def select_items(records: list[dict], max_items: int | None, seed: int, set_name
     return items[: int(max_items)]
 
 
-def evaluate_cell(model, tokenizer, s: EvalSet, items, demos, fmt, shots, plan, context):
-    """Score one set x format x shots; returns (predictions, scores, truncation actions)."""
+def fit_choices(blocks: list[str], query: str, continuations: list[str], tokenizer,
+                context: int) -> tuple[list[int], list[list[int]], str]:
+    """(context ids, ids of each continuation, truncation action) of one multiple-choice item.
+
+    The truncation policy of amuro.truncation (drop demonstrations, oldest first, then cut the
+    query from the left), with room reserved for the longest continuation: context tokens +
+    longest continuation <= the model's context. Continuation tokens are those of the final
+    context text plus the continuation (scoring.encode_choices); the reserve is first taken
+    from the query alone and raised if the final boundary tokenizes longer.
+    """
+    stripped = query.rstrip()  # trailing whitespace belongs to the continuations (lm-eval)
+    conts = [query[len(stripped):] + c for c in continuations]
+    reserve = max(len(c) for c in encode_choices(tokenizer, stripped, conts)[1])
+    for _ in range(3):
+        if context - reserve < 1:
+            raise AmuroError(f"a choice takes {reserve} tokens: a context of {context} tokens "
+                             "leaves no room for the prompt")
+        fitted = fit_prompt(blocks, stripped, tokenizer, context - reserve)
+        text = join_few_shot(blocks[len(blocks) - fitted.demos_kept :], stripped)
+        ctx_ids, cont_ids = encode_choices(tokenizer, text, conts)
+        longest = max(len(c) for c in cont_ids)
+        if longest <= reserve:
+            break
+        reserve = longest
+    action = fitted.action
+    if len(ctx_ids) + longest > context:  # the query alone is too long: keep its end
+        ctx_ids, action = ctx_ids[len(ctx_ids) + longest - context :], TRUNCATED_INPUT
+    return ctx_ids, cont_ids, action
+
+
+def _evaluate_mc(model, tokenizer, s: EvalSet, items, demos, fmt, shots, plan, context):
     task = s.task
+    ctx_ids, cont_ids, actions = [], [], []
+    for rec in items:
+        chosen = draw_demonstrations(demos, shots, plan["seed"], str(rec["id"]))
+        blocks, query = render_few_shot(task.template, fmt, chosen, rec)
+        try:
+            ctx, conts, action = fit_choices(blocks, query, choice_completions(rec), tokenizer,
+                                             context)
+        except AmuroError as err:
+            raise AmuroError(f"{s.test_path}: record id {rec['id']!r}: {err}") from None
+        ctx_ids.append(ctx)
+        cont_ids.append(conts)
+        actions.append(action)
+    results = loglik_choices(model, tokenizer, ctx_ids, cont_ids, plan["batch_size"])
+    preds: dict[str, list[str]] = {m: [] for m in MC_METRICS}
+    scores: dict[str, list[float]] = {m: [] for m in MC_METRICS}
+    for rec, res in zip(items, results, strict=True):
+        choices = rec["fields"]["choices"]
+        picked = choose([ll for ll, _ in res], [c.strip() for c in choices])
+        for m in MC_METRICS:
+            preds[m].append(choices[picked[m]])
+            scores[m].append(1.0 if picked[m] == rec["label"] else 0.0)
+    return [(m, preds[m], scores[m]) for m in MC_METRICS], actions
+
+
+def evaluate_cell(model, tokenizer, s: EvalSet, items, demos, fmt, shots, plan, context):
+    """Score one set x format x shots.
+
+    Returns ([(metric, predictions, scores), ...], truncation actions): one metric for
+    classification and generation, `acc` and `acc_norm` for multiple choice.
+    """
+    task = s.task
+    if task.type == "multiple_choice":
+        return _evaluate_mc(model, tokenizer, s, items, demos, fmt, shots, plan, context)
     labels = s.label_words
-    reserved = 1 if task.type == "classification" else task.max_new_tokens
+    prefix, label_ids = ([], [])
+    if task.type == "classification":
+        prefix, label_ids = label_tokens(tokenizer, labels, task=task.name)
+    reserved = 1 + len(prefix) if task.type == "classification" else task.max_new_tokens
     fitted = []
     for rec in items:
         chosen = draw_demonstrations(demos, shots, plan["seed"], str(rec["id"]))
@@ -161,13 +287,14 @@ def evaluate_cell(model, tokenizer, s: EvalSet, items, demos, fmt, shots, plan, 
         fitted.append(fit_prompt(blocks, query, tokenizer, context - reserved))
     ids = [f.ids for f in fitted]
     if task.type == "classification":
-        label_ids = first_subtoken_ids(tokenizer, labels, task=task.name)
-        out = classify(model, tokenizer, ids, label_ids, plan["batch_size"])
+        # a tokenizer that splits the leading space: the space token ends the prompt
+        out = classify(model, tokenizer, [i + prefix for i in ids], label_ids,
+                       plan["batch_size"])
         preds = [labels[i] for i, _ in out]
     else:
         preds = generate_greedy(model, tokenizer, ids, task.max_new_tokens, plan["batch_size"])
     scores = score_examples(task.metric, preds, [r["target"].strip() for r in items])
-    return preds, scores, [f.action for f in fitted]
+    return [(task.metric, preds, scores)], [f.action for f in fitted]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -202,46 +329,52 @@ def main(argv: list[str] | None = None) -> None:
         for fmt in plan["formats"]:
             for shots in (int(k) for k in plan["shots"]):
                 t = time.perf_counter()
-                preds, scores, actions = evaluate_cell(
+                outcomes, actions = evaluate_cell(
                     model, tokenizer, s, items, demos, fmt, shots, plan, context
                 )
                 seconds = time.perf_counter() - t
                 cell_times.append({"eval_set": s.name, "format": fmt, "shots": shots,
                                    "seconds": round(seconds, 3)})
-                value = sum(scores) / len(scores)
                 n_trunc = sum(a != "none" for a in actions)
-                metric_rows.append(
-                    {
-                        **meta,
-                        "eval_task": s.task.name,
-                        "eval_type": s.task.type,
-                        "eval_set": s.name,
-                        "role": row_role(s, meta["train_task"]),
-                        "format": fmt,
-                        "shots": shots,
-                        "metric": s.task.metric,
-                        "value": value,
-                        "n": len(scores),
-                        "n_truncated": n_trunc,
-                        "scoring": SCORING[s.task.type],
-                    }
-                )
-                for rec, pred, score, action in zip(items, preds, scores, actions, strict=True):
-                    prediction_rows.append(
+                values = []
+                for metric, preds, scores in outcomes:
+                    value = sum(scores) / len(scores)
+                    values.append(f"{metric}={value:.3f}")
+                    metric_rows.append(
                         {
+                            **meta,
+                            "eval_task": s.task.name,
+                            "eval_type": s.task.type,
                             "eval_set": s.name,
+                            "role": row_role(s, meta["train_task"]),
                             "format": fmt,
                             "shots": shots,
-                            "id": rec["id"],
-                            "prediction": pred,
-                            "target": rec["target"],
-                            "score": score,
-                            "truncation": action,
+                            "metric": metric,
+                            "value": value,
+                            "n": len(scores),
+                            "n_truncated": n_trunc,
+                            "scoring": SCORING[s.task.type],
                         }
                     )
+                    for rec, pred, score, action in zip(
+                        items, preds, scores, actions, strict=True
+                    ):
+                        prediction_rows.append(
+                            {
+                                "eval_set": s.name,
+                                "format": fmt,
+                                "shots": shots,
+                                "metric": metric,
+                                "id": rec["id"],
+                                "prediction": pred,
+                                "target": rec["target"],
+                                "score": score,
+                                "truncation": action,
+                            }
+                        )
                 print(
-                    f"[evaluate] {s.name} {fmt} {shots}-shot: {s.task.metric}={value:.3f} "
-                    f"n={len(scores)} truncated={n_trunc} ({seconds:.1f}s)",
+                    f"[evaluate] {s.name} {fmt} {shots}-shot: {' '.join(values)} "
+                    f"n={len(items)} truncated={n_trunc} ({seconds:.1f}s)",
                     file=sys.stderr,
                     flush=True,
                 )

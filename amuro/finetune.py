@@ -1,12 +1,19 @@
-"""Supervised fine-tuning of one checkpoint on one task (full-parameter, or LoRA via peft).
+"""Fine-tuning of one checkpoint on one task (full-parameter, or LoRA via peft).
 
     python -m amuro.finetune --checkpoint results/checkpoints/tiny/step800 \
         --train results/data/tw_nli/train.jsonl --task '{"name": "nli", ...}' \
         --settings '{"epochs": 3, "batch_size": 8, "lr": 2e-6, ...}' --out DIR
 
-Loss is on the completion only (prompt tokens masked) with EOS appended; AdamW with a linear
-schedule and warm-up ratio. Writes the model in Hugging Face format (safetensors), the per-step
-loss log (`train_log.csv`) and the exact settings (`settings.json`) into DIR.
+Supervised fine-tuning (task records `{"id", "fields", "target"}`): loss on the completion only
+(prompt tokens masked) with EOS appended. Instruction tuning (task type "chat", TULU records
+`{"id", "messages": [{"role", "content"}, ...]}`): the conversation is rendered with the chat
+template named by the setting `chat_template` ("tulu": open-instruct's `<|user|>` /
+`<|assistant|>` format; "tokenizer": the checkpoint's own template) and the loss is on every
+assistant turn (its content and the EOS the template puts after it); system and user turns and
+the role markers are masked. The template is saved with the tokenizer (`chat_template.jinja`).
+AdamW with a linear schedule and warm-up ratio. Writes the model in Hugging Face format
+(safetensors), the per-step loss log (`train_log.csv`) and the exact settings (`settings.json`)
+into DIR.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import hashlib  # noqa: E402
 import math  # noqa: E402
 import random  # noqa: E402
 import sys  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
@@ -53,6 +61,33 @@ DEFAULTS = {
 PRECISIONS = ("auto", "fp32", "bf16")
 IGNORE = -100
 
+# Instruction tuning (paper §3.2: TULU v2, 5 epochs, batch 8, lr 2e-6; reference.md §1).
+CHAT_DEFAULTS = {**DEFAULTS, "epochs": 5, "chat_template": "tulu"}
+CHAT_TEMPLATES = ("tulu", "tokenizer")
+CHAT_ROLES = ("system", "user", "assistant")
+# open-instruct's Tulu format (allenai/open-instruct, `tulu` chat template): every assistant turn
+# ends with EOS; the last one has no newline after it.
+TULU_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'system' %}{{ '<|system|>\\n' + message['content'] + '\\n' }}"
+    "{% elif message['role'] == 'user' %}{{ '<|user|>\\n' + message['content'] + '\\n' }}"
+    "{% elif message['role'] == 'assistant' %}"
+    "{% if not loop.last %}{{ '<|assistant|>\\n' + message['content'] + eos_token + '\\n' }}"
+    "{% else %}{{ '<|assistant|>\\n' + message['content'] + eos_token }}{% endif %}"
+    "{% endif %}"
+    "{% if loop.last and add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}"
+    "{% endfor %}"
+)
+
+
+@dataclass(frozen=True)
+class ChatTask:
+    """An instruction-tuning task: records are conversations, not prompt/target pairs."""
+
+    name: str
+    template: str = "chat"
+    type: str = "chat"
+
 
 def parse_args(argv):
     ap = argparse.ArgumentParser(prog="python -m amuro.finetune", description=__doc__,
@@ -66,11 +101,20 @@ def parse_args(argv):
     return ap.parse_args(argv)
 
 
-def check_settings(settings: dict) -> dict:
-    unknown = sorted(set(settings) - set(DEFAULTS))
+def check_settings(settings: dict, chat: bool = False) -> dict:
+    """Settings over the defaults (CHAT_DEFAULTS for instruction tuning), validated.
+
+    `chat_template` is accepted for every task, so one settings block can serve both kinds of
+    run; supervised fine-tuning ignores it.
+    """
+    known = set(DEFAULTS) | {"chat_template"}
+    unknown = sorted(set(settings) - known)
     if unknown:
-        raise AmuroError(f"--settings: unknown keys {unknown}; expected some of {sorted(DEFAULTS)}")
-    s = {**DEFAULTS, **settings}
+        raise AmuroError(f"--settings: unknown keys {unknown}; expected some of {sorted(known)}")
+    s = {**(CHAT_DEFAULTS if chat else DEFAULTS), **settings}
+    if "chat_template" in s and s["chat_template"] not in CHAT_TEMPLATES:
+        raise AmuroError(f"--settings: 'chat_template' must be one of {CHAT_TEMPLATES}, "
+                         f"got {s['chat_template']!r}")
     for key in ("epochs", "batch_size", "max_length", "max_examples"):
         if not isinstance(s[key], int) or s[key] < 1:
             raise AmuroError(f"--settings: {key!r} must be a positive integer, got {s[key]!r}")
@@ -100,6 +144,123 @@ def encode_examples(records, task: TaskSpec, tokenizer, fmt: str, max_length: in
             n_truncated += 1
         examples.append((p_ids + a_ids, [IGNORE] * len(p_ids) + a_ids))
     return examples, n_truncated
+
+
+def check_chat_records(records: list[dict], path: str) -> None:
+    """Every record a conversation with known roles, text in every turn and an assistant turn."""
+    for i, rec in enumerate(records, 1):
+        where = f"{path}: record {i}" + (f" (id {rec['id']!r})" if "id" in rec else "")
+        messages = rec.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise AmuroError(f"{where}: field 'messages' must be a non-empty list of "
+                             "{role, content} objects")
+        for j, m in enumerate(messages):
+            field = f"messages[{j}]"
+            if not isinstance(m, dict):
+                raise AmuroError(f"{where}: field '{field}' is not a {{role, content}} object")
+            if m.get("role") not in CHAT_ROLES:
+                raise AmuroError(f"{where}: field '{field}.role' is {m.get('role')!r}, "
+                                 f"expected one of {list(CHAT_ROLES)}")
+            content = m.get("content")
+            if not isinstance(content, str) or not content.strip():
+                raise AmuroError(f"{where}: field '{field}.content' is empty or not text")
+        if not any(m["role"] == "assistant" for m in messages):
+            raise AmuroError(f"{where}: field 'messages' has no assistant turn (nothing to learn)")
+
+
+def chat_tokenizer(tokenizer, chat_template: str, checkpoint: str):
+    """Install the chat template on the tokenizer (it is saved with the fine-tuned model)."""
+    if chat_template == "tulu":
+        if tokenizer.eos_token is None:
+            raise AmuroError(f"{checkpoint}: the tokenizer has no EOS token, which the Tulu "
+                             "template puts after every assistant turn")
+        tokenizer.chat_template = TULU_CHAT_TEMPLATE
+    elif not getattr(tokenizer, "chat_template", None):
+        raise AmuroError(f"--settings: chat_template 'tokenizer' but the tokenizer of "
+                         f"{checkpoint} has no chat template; use 'tulu'")
+    if not tokenizer.is_fast:
+        raise AmuroError(f"{checkpoint}: instruction tuning needs a fast tokenizer "
+                         "(tokenizer.json), for token offsets")
+    return tokenizer
+
+
+def _render(tokenizer, messages, generation_prompt: bool = False) -> str:
+    try:
+        return tokenizer.apply_chat_template(messages, tokenize=False,
+                                             add_generation_prompt=generation_prompt)
+    except Exception as err:  # jinja errors: the template refuses this conversation
+        raise AmuroError(f"the chat template failed: {' '.join(str(err).split())}") from None
+
+
+def assistant_spans(tokenizer, messages) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered conversation and the character span of each assistant turn in it.
+
+    A turn's span is what the template adds after the generation prompt up to the end of that
+    turn (with the Tulu template: the content and EOS, not the newline that follows), found by
+    rendering each prefix of the conversation (as open-instruct locates the turns of Tulu data).
+    """
+    text = _render(tokenizer, messages)
+    spans = []
+    for i, m in enumerate(messages):
+        if m["role"] != "assistant":
+            continue
+        start_text = _render(tokenizer, messages[:i], True) if i else ""
+        end_text = _render(tokenizer, messages[: i + 1])
+        if not (end_text.startswith(start_text) and text.startswith(end_text)):
+            raise AmuroError("the chat template renders a conversation differently from its "
+                             "prefixes (assistant turns cannot be located); use 'tulu'")
+        spans.append((len(start_text), len(end_text)))
+    return text, spans
+
+
+def encode_chat(records, tokenizer, max_length: int):
+    """Token ids and labels per conversation: labels only on assistant turns.
+
+    Tokens after the last assistant turn are dropped (they carry no loss). A conversation that
+    is too long loses tokens from the left, never from its last assistant turn; a last turn
+    longer than max_length keeps its first max_length tokens.
+    """
+    rendered = []
+    for rec in records:
+        try:
+            rendered.append(assistant_spans(tokenizer, rec["messages"]))
+        except AmuroError as err:
+            raise AmuroError(f"record id {rec.get('id', '?')!r}: {err}") from None
+    examples, n_truncated = [], 0
+    for first in range(0, len(records), 512):  # batches: the Rust tokenizer runs in parallel
+        chunk = rendered[first: first + 512]
+        enc = tokenizer([text for text, _ in chunk], add_special_tokens=False,
+                        return_offsets_mapping=True)
+        for rec, (_, spans), ids, offsets in zip(records[first: first + 512], chunk,
+                                                 enc["input_ids"], enc["offset_mapping"],
+                                                 strict=True):
+            ids, labels, truncated = _label_turns(rec, ids, offsets, spans, max_length)
+            examples.append((ids, labels))
+            n_truncated += truncated
+    return examples, n_truncated
+
+
+def _label_turns(rec, ids, offsets, spans, max_length: int):
+    labels, last_start, last_end, k = [IGNORE] * len(ids), None, 0, 0
+    for t, (start, end) in enumerate(offsets):  # offsets ascend
+        while k < len(spans) and spans[k][1] <= start:
+            k += 1
+        if k == len(spans):
+            break
+        # A token that overlaps a turn is learned: a merge across the turn's start (" yes"
+        # after a prompt ending in a space) still carries the answer.
+        if end > spans[k][0]:
+            labels[t], last_end = ids[t], t + 1
+            if k == len(spans) - 1 and last_start is None:
+                last_start = t
+    if last_start is None:
+        raise AmuroError(f"record id {rec.get('id', '?')!r}: no token of its assistant turns "
+                         "survives tokenization")
+    ids, labels = list(ids[:last_end]), labels[:last_end]
+    if len(ids) <= max_length:
+        return ids, labels, False
+    begin = min(len(ids) - max_length, last_start)
+    return ids[begin: begin + max_length], labels[begin: begin + max_length], True
 
 
 def collate(batch, pad_id: int):
@@ -179,12 +340,16 @@ def main(argv=None):
     clock = Stopwatch()
     clock.phases["import"] = round(time.perf_counter() - _T_START, 3)
     task = parse_task(args.task)
-    s = check_settings(parse_json_object("--settings", args.settings))
+    chat = task.type == "chat"
+    s = check_settings(parse_json_object("--settings", args.settings), chat=chat)
     set_threads(args.threads)
     seed_everything(s["seed"])
 
     records = read_jsonl(args.train)
-    check_records(records, args.train, task)
+    if chat:
+        check_chat_records(records, args.train)
+    else:
+        check_records(records, args.train, task)
     if not records:
         raise AmuroError(f"{args.train}: no training records")
     random.Random(s["seed"]).shuffle(records)
@@ -204,9 +369,15 @@ def main(argv=None):
     clock.lap("load_model")
     if s["lora"]:
         model = apply_lora(model, s["lora"])
-    examples, n_truncated = encode_examples(records, task, tokenizer, s["format"], s["max_length"])
-    heldout_examples, _ = encode_examples(heldout_records, task, tokenizer, s["format"],
-                                          s["max_length"])
+    if chat:
+        tokenizer = chat_tokenizer(tokenizer, s["chat_template"], args.checkpoint)
+        examples, n_truncated = encode_chat(records, tokenizer, s["max_length"])
+        heldout_examples, _ = encode_chat(heldout_records, tokenizer, s["max_length"])
+    else:
+        examples, n_truncated = encode_examples(records, task, tokenizer, s["format"],
+                                                s["max_length"])
+        heldout_examples, _ = encode_examples(heldout_records, task, tokenizer, s["format"],
+                                              s["max_length"])
 
     steps_per_epoch = math.ceil(len(examples) / s["batch_size"])
     total = steps_per_epoch * s["epochs"]
@@ -215,7 +386,8 @@ def main(argv=None):
     schedule = get_linear_schedule_with_warmup(optimizer, math.ceil(s["warmup_ratio"] * total),
                                                total)
     generator = torch.Generator().manual_seed(s["seed"])
-    print(f"[finetune] {task.name} on {args.checkpoint}: {len(examples)} examples "
+    kind = f" (chat, {s['chat_template']} template)" if chat else ""
+    print(f"[finetune] {task.name}{kind} on {args.checkpoint}: {len(examples)} examples "
           f"({n_truncated} truncated), {s['epochs']} epochs x {steps_per_epoch} steps, "
           f"lr {s['lr']}, {device}" + (f" {dtype}" if dtype else " fp32"), file=sys.stderr)
 
@@ -267,7 +439,7 @@ def main(argv=None):
             fh.writelines(f"{st},{ep},{lo:.6f},{lr:.6e}\n" for st, ep, lo, lr in log_rows)
         clock.lap("save")
         clock.phases["total"] = round(time.perf_counter() - _T_START, 3)
-        write_json(staging / "settings.json", {
+        info = {
             "task": task.name, "template": task.template, "settings": s,
             "checkpoint": str(args.checkpoint), "train_file": str(args.train),
             "checkpoint_sha256": weights_digest(Path(args.checkpoint)),
@@ -276,13 +448,20 @@ def main(argv=None):
             "n_examples": len(examples), "n_truncated": n_truncated, "steps": total,
             "first_loss": log_rows[0][2], "last_epoch_mean_loss": _epoch_mean(log_rows),
             "timing": clock.phases,
-        })
+        }
+        if chat:  # the template is also in the saved tokenizer (chat_template.jinja)
+            info.update(type="chat", chat_template=s["chat_template"],
+                        n_label_tokens=sum(sum(lab != IGNORE for lab in labs)
+                                           for _, labs in examples))
+        write_json(staging / "settings.json", info)
 
 
-def parse_task(text: str) -> TaskSpec:
+def parse_task(text: str) -> TaskSpec | ChatTask:
     d = parse_json_object("--task", text)
     if "name" not in d:
         raise AmuroError("--task: field 'name' missing")
+    if d.get("type") == "chat":  # conversations: no prompt template or label words
+        return ChatTask(name=d["name"], template=d.get("template", "chat"))
     return task_from_dict(d.pop("name"), d)
 
 

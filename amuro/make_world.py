@@ -54,9 +54,12 @@ def main(argv=None):
         info = {}
         for split, rows in splits.items():
             write_jsonl(Path(args.data_dir) / name / f"{split}.jsonl", rows)
-            labels = collections.Counter(r["target"] for r in rows)
-            is_cls = DATASETS[name][1] is not None
-            info[split] = {"n": len(rows), **({"labels": dict(labels)} if is_cls else {})}
+            info[split] = {"n": len(rows)}
+            if DATASETS[name][1] is not None:  # classification: label balance
+                info[split]["labels"] = dict(collections.Counter(r["target"] for r in rows))
+            elif rows and "label" in rows[0]:  # multiple choice: where the correct choice is
+                info[split]["positions"] = dict(sorted(
+                    collections.Counter(str(r["label"]) for r in rows).items()))
             if len(rows) < sizes[split]:
                 print(f"[make_world] {name}/{split}: {len(rows)} distinct items "
                       f"(asked for {sizes[split]}; the world has no more)", file=sys.stderr)

@@ -1,12 +1,90 @@
-"""Prompt formats (paper Table 3) for every template family, as declarative data.
+r"""Prompt formats (paper Table 3) for every template family, as declarative data.
 
 Three formats exist for every family — including those the paper's code left without `io`:
-- `default`: `### Field:` headers with newlines between parts (Yang et al.'s layout);
+- `default`: `### Field:` headers with newlines between parts (Yang et al.'s layout); the
+  question-answer and multiple-choice families use lm-evaluation-harness's prompt instead (the
+  corpus's own `Question: / Answer:` lines): those are the tasks whose pattern pre-training is
+  meant to teach, and the paper evaluates the multiple-choice sets as lm-evaluation-harness does;
 - `instruct`: a human-readable instruction, then the fields;
 - `io`: the raw input, then the output.
 
 Every prompt ends without trailing whitespace and every completion is `" " + target`, so a
 label word is always scored as the same token sequence (with its leading space) in all formats.
+A multiple-choice family scores each choice as the completion `" " + choice`; its few-shot
+demonstrations show the correct choice (the record's target) as their answer.
+
+Template table — the one place where every template is documented (a test checks it against
+TEMPLATES). `\n` is a newline; a template that continues on the next line goes on without a
+space; `{labels}` is the label words as "a, b or c".
+
+summarization (generation)
+  default   ### Input:\n{passage}\n### Summary:
+  instruct  Write a one-sentence summary of the passage.\n\nPassage: {passage}\n\nSummary:
+  io        {passage}
+
+question_generation (generation)
+  default   ### Context:\n{context}\n### Answer:\n{answer}\n### Question:
+  instruct  Write the question that is answered by the answer, given the context.\n\n
+            Context: {context}\nAnswer: {answer}\n\nQuestion:
+  io        {context} {answer}
+
+nli (classification)
+  default   ### Premise:\n{premise}\n### Hypothesis:\n{hypothesis}\n### Label:
+  instruct  Does the premise entail the hypothesis? Answer {labels}.\n\nPremise: {premise}\n
+            Hypothesis: {hypothesis}\n\nAnswer:
+  io        {premise} {hypothesis}
+
+paraphrase (classification)
+  default   ### Sentence 1:\n{sentence1}\n### Sentence 2:\n{sentence2}\n### Paraphrase:
+  instruct  Do the two sentences mean the same thing? Answer {labels}.\n\nSentence 1: {sentence1}\n
+            Sentence 2: {sentence2}\n\nAnswer:
+  io        {sentence1} {sentence2}
+
+qa (generation)
+  default   Question: {question}\nAnswer:
+  instruct  Answer the question in a few words.\n\nQuestion: {question}\n\nAnswer:
+  io        {question}
+
+yes_no (classification)
+  default   Question: {question}\nAnswer:
+  instruct  Answer the question with {labels}.\n\nQuestion: {question}\n\nAnswer:
+  io        {question}
+
+pairwise (classification: LLMBar, labels 1/2)
+  default   ### Instruction:\n{instruction}\n### Output (1):\n{output_1}\n### Output (2):\n
+            {output_2}\n### Which output is better? Answer {labels}.\n### Answer:
+  instruct  Which output is better? Answer {labels}.\n\nInstruction: {instruction}\n
+            Output (1): {output_1}\nOutput (2): {output_2}\n\nAnswer:
+  io        {instruction} {output_1} {output_2}
+
+arc (multiple_choice: ARC-easy/-challenge, OpenbookQA, SciQ without its passage)
+  default   Question: {question}\nAnswer:
+  instruct  Answer the question.\n\nQuestion: {question}\n\nAnswer:
+  io        {question}
+
+sciq (multiple_choice: SciQ with its support passage)
+  default   {passage}\nQuestion: {question}\nAnswer:
+  instruct  Answer the question using the passage.\n\nPassage: {passage}\nQuestion: {question}\n\n
+            Answer:
+  io        {passage} {question}
+
+hellaswag (multiple_choice: `question` holds the context, each choice is an ending)
+  default   {question}
+  instruct  Complete the description with the most likely ending.\n\n{question}
+  io        {question}
+
+boolq (multiple_choice: choices yes/no)
+  default   {passage}\nQuestion: {question}?\nAnswer:
+  instruct  Read the passage and answer the question with yes or no.\n\nPassage: {passage}\n
+            Question: {question}?\n\nAnswer:
+  io        {passage} {question}?
+
+lm-evaluation-harness equivalents of the `default` formats: arc_easy/arc_challenge, sciq
+(`{support}\nQuestion: {question}\nAnswer:`), hellaswag (its preprocessed context, which lm-eval
+prefixes with the activity label; the amuro adapter leaves that out) and boolq
+(`{passage}\nQuestion: {question}?\nAnswer:`). lm-eval prompts OpenbookQA with the bare question
+stem; here it uses `arc`. For hellaswag lm-eval's prompt already is the raw input, so its
+`default` and `io` formats coincide.
 """
 
 from __future__ import annotations
@@ -60,7 +138,50 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "instruct": "Answer the question with {labels}.\n\nQuestion: {question}\n\nAnswer:",
         "io": "{question}",
     },
+    # LLMBar: a classification family (labels "1"/"2", scored by first sub-token).
+    "pairwise": {
+        "default": (
+            "### Instruction:\n{instruction}\n### Output (1):\n{output_1}\n"
+            "### Output (2):\n{output_2}\n### Which output is better? Answer {labels}.\n"
+            "### Answer:"
+        ),
+        "instruct": (
+            "Which output is better? Answer {labels}.\n\nInstruction: {instruction}\n"
+            "Output (1): {output_1}\nOutput (2): {output_2}\n\nAnswer:"
+        ),
+        "io": "{instruction} {output_1} {output_2}",
+    },
+    # Multiple-choice families (records carry fields.choices; see MULTIPLE_CHOICE_FAMILIES).
+    "arc": {
+        "default": "Question: {question}\nAnswer:",
+        "instruct": "Answer the question.\n\nQuestion: {question}\n\nAnswer:",
+        "io": "{question}",
+    },
+    "sciq": {
+        "default": "{passage}\nQuestion: {question}\nAnswer:",
+        "instruct": (
+            "Answer the question using the passage.\n\nPassage: {passage}\n"
+            "Question: {question}\n\nAnswer:"
+        ),
+        "io": "{passage} {question}",
+    },
+    "hellaswag": {
+        "default": "{question}",
+        "instruct": "Complete the description with the most likely ending.\n\n{question}",
+        "io": "{question}",
+    },
+    "boolq": {
+        "default": "{passage}\nQuestion: {question}?\nAnswer:",
+        "instruct": (
+            "Read the passage and answer the question with yes or no.\n\n"
+            "Passage: {passage}\nQuestion: {question}?\n\nAnswer:"
+        ),
+        "io": "{passage} {question}?",
+    },
 }
+
+# Families whose records are multiple choice (scored by log-likelihood of each choice).
+MULTIPLE_CHOICE_FAMILIES = frozenset({"arc", "sciq", "hellaswag", "boolq"})
 
 DEMO_SEPARATOR = "\n\n"
 
@@ -110,3 +231,8 @@ def render_few_shot(
 
 def join_few_shot(blocks: list[str], query_prompt: str) -> str:
     return DEMO_SEPARATOR.join([*blocks, query_prompt])
+
+
+def choice_completions(record: dict) -> list[str]:
+    """The completion scored for each choice of a multiple-choice record: `" " + choice`."""
+    return [completion(c) for c in record["fields"]["choices"]]

@@ -3,7 +3,17 @@
 A *task* is what a model is asked to do (NLI, summarization, ...): its type, prompt template
 family and label words. An *eval set* is one file of scored examples belonging to a task, with
 a role: ID (the task's own in-domain data) or OOD. Records in every data file look like
-`{"id": str, "fields": {name: text}, "target": str}`.
+`{"id": str, "fields": {name: text}, "target": str}`; multiple-choice records also carry
+`fields.choices` (the choice texts) and `label` (the index of the correct one, whose text is the
+target).
+
+Task types and how they are scored (amuro.scoring):
+- `classification`: the label word whose first sub-token has the highest next-token logit;
+  metric `accuracy`;
+- `generation`: greedy decoding, one line; metric `rougeL`;
+- `multiple_choice`: each choice ranked by the summed log-probability of its tokens after the
+  prompt (lm-evaluation-harness); no label words; always both metrics `acc` and `acc_norm`
+  (the config's `metric` may be omitted; if given it names the one printed in the log).
 """
 
 from __future__ import annotations
@@ -13,23 +23,40 @@ from dataclasses import asdict, dataclass, field
 from amuro.errors import AmuroError
 from amuro.io import parse_json_object
 
-TASK_TYPES = ("classification", "generation")
+TASK_TYPES = ("classification", "generation", "multiple_choice")
+MC_METRICS = ("acc", "acc_norm")  # every multiple_choice set reports both
 
 
 @dataclass(frozen=True)
 class TaskSpec:
     name: str
-    type: str  # "classification" | "generation"
+    type: str  # "classification" | "generation" | "multiple_choice"
     template: str  # prompt template family, see amuro.prompts.TEMPLATES
     labels: tuple[str, ...] = ()  # label words, classification only
-    metric: str = "accuracy"  # "accuracy" | "rougeL"
-    max_new_tokens: int = 5
+    metric: str = "accuracy"  # "accuracy" | "rougeL" | (multiple_choice) "acc" | "acc_norm"
+    max_new_tokens: int = 5  # generation budget; unused by multiple_choice
 
     def __post_init__(self):
         if self.type not in TASK_TYPES:
             raise AmuroError(f"task {self.name!r}: field 'type' must be one of {TASK_TYPES}")
         if self.type == "classification" and len(self.labels) < 2:
             raise AmuroError(f"task {self.name!r}: field 'labels' needs at least two label words")
+        if self.type == "multiple_choice":
+            if self.labels:
+                raise AmuroError(f"task {self.name!r}: a multiple_choice task takes its choices "
+                                 "from each record; field 'labels' must be empty")
+            # "accuracy" is the dataclass default (the metric was not given): read it as acc.
+            if self.metric == "accuracy":
+                object.__setattr__(self, "metric", "acc")
+            if self.metric not in MC_METRICS:
+                raise AmuroError(f"task {self.name!r}: field 'metric' of a multiple_choice task "
+                                 f"must be one of {MC_METRICS} (both are always reported), "
+                                 f"got {self.metric!r}")
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """Every metric an evaluation of this task reports (one metrics row each)."""
+        return MC_METRICS if self.type == "multiple_choice" else (self.metric,)
 
 
 @dataclass(frozen=True)
@@ -46,14 +73,17 @@ class EvalSet:
         return self.labels or self.task.labels
 
 
+DEFAULT_METRIC = {"classification": "accuracy", "generation": "rougeL", "multiple_choice": "acc"}
+
+
 def task_from_dict(name: str, d: dict) -> TaskSpec:
     return TaskSpec(
         name=name,
         type=d["type"],
         template=d["template"],
         labels=tuple(d.get("labels") or ()),
-        metric=d.get("metric", "accuracy" if d["type"] == "classification" else "rougeL"),
-        max_new_tokens=int(d.get("max_new_tokens", 5 if d["type"] == "classification" else 60)),
+        metric=d.get("metric") or DEFAULT_METRIC.get(d["type"], "accuracy"),
+        max_new_tokens=int(d.get("max_new_tokens", 60 if d["type"] == "generation" else 5)),
     )
 
 

@@ -62,10 +62,13 @@ def test_evaluate_end_to_end(tiny_checkpoint, eval_sets, tmp_path, capsys):
 
     preds = [json.loads(line) for line in (out / "predictions.jsonl").open()]
     assert len(preds) == 2 * 2 * (6 + 5)
-    assert set(preds[0]) == {
-        "eval_set", "format", "shots", "id", "prediction", "target", "score", "truncation"
-    }  # fmt: skip
+    assert list(preds[0]) == [
+        "eval_set", "format", "shots", "metric", "id", "prediction", "target", "score",
+        "truncation",
+    ]  # fmt: skip
     nli_preds = [p for p in preds if p["eval_set"] == "tw_nli"]
+    assert {p["metric"] for p in nli_preds} == {"accuracy"}
+    assert {p["metric"] for p in preds if p["eval_set"] == "tw_summ"} == {"rougeL"}
     assert {p["prediction"] for p in nli_preds} <= {"entailment", "neutral", "contradiction"}
 
     timing = json.loads((out / "timing.json").read_text())

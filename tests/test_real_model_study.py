@@ -23,6 +23,17 @@ def smollm2_gguf() -> Path | None:
     return found[0] if found else None
 
 
+MC_ITEMS = 30
+LLMBAR_ITEMS = 16  # its prompts are the longest (two full answers), so fewer
+MC_SETS = [("arc_easy", "arc", "arc_easy/test.json"),
+           ("arc_challenge", "arc", "arc_challenge/test.jsonl"),
+           ("openbookqa", "openbookqa", "openbookqa/test.jsonl"),
+           ("sciq_mc", "sciq_mc", "sciq/test.json"),
+           ("hellaswag", "hellaswag", "hellaswag/val.jsonl"),
+           ("boolq", "boolq", "boolq/dev.jsonl"),
+           ("llmbar_natural", "llmbar", "llmbar/natural.json")]
+
+
 def study_config(gguf: Path) -> dict:
     files = {name: str(DATA / name / f) for name, f in (
         ("stsb", "dev.tsv"), ("paws", "dev.tsv"), ("qqp", "dev.tsv"), ("rte", "dev.tsv"))}
@@ -38,6 +49,18 @@ def study_config(gguf: Path) -> dict:
             "nli": {"type": "classification", "template": "nli",
                     "labels": ["entailment", "neutral", "contradiction"], "train": None,
                     "id": ["rte"]},
+            # the paper's benchmarks, by the log-likelihood of each choice (acc, acc_norm)
+            "arc": {"type": "multiple_choice", "template": "arc", "train": None,
+                    "id": ["arc_easy", "arc_challenge", "openbookqa"]},
+            "sciq": {"type": "multiple_choice", "template": "sciq", "train": None,
+                     "id": ["sciq_mc"]},
+            "hellaswag": {"type": "multiple_choice", "template": "hellaswag", "train": None,
+                          "id": ["hellaswag"]},
+            "boolq": {"type": "multiple_choice", "template": "boolq", "train": None,
+                      "id": ["boolq"]},
+            # LLMBar: output 1 or 2 by the first sub-token rule
+            "llmbar": {"type": "classification", "template": "pairwise", "labels": ["1", "2"],
+                       "train": None, "id": ["llmbar_natural"]},
         },
         "datasets": {
             "stsb": {"adapter": "stsb", "files": {"train": files["stsb"]},
@@ -49,6 +72,10 @@ def study_config(gguf: Path) -> dict:
             "rte": {"adapter": "rte", "files": {"test": files["rte"]}, "demo_from": "test",
                     "demo_size": 4, "max_items": {"test": 24},
                     "labels": ["entailment", "neutral"]},
+            **{name: {"adapter": adapter, "files": {"test": str(DATA / path)},
+                      "demo_from": "test", "demo_size": 4,
+                      "max_items": {"test": LLMBAR_ITEMS if adapter == "llmbar" else MC_ITEMS}}
+               for name, adapter, path in MC_SETS},
         },
         "finetune": {"epochs": 1, "batch_size": 4, "lr": 1.0e-5, "warmup_ratio": 0.1,
                      "max_examples": 32, "max_length": 256, "seed": 1, "threads": 2},
@@ -71,7 +98,8 @@ def test_smollm2_gguf_on_real_data_through_snakemake(tmp_path):
     counts = job_counts(snakemake("-n", "--configfile", str(config), "--directory", str(work)))
     assert counts["fetch_smol"] == 1 and counts["manifest_smol"] == 1
     assert {k for k in counts if k.startswith("prepare_")} == {
-        "prepare_stsb", "prepare_paws", "prepare_qqp", "prepare_rte"}
+        f"prepare_{name}" for name in ["stsb", "paws", "qqp", "rte",
+                                       *(name for name, _, _ in MC_SETS)]}
     assert counts["finetune"] == 1 and counts["evaluate"] == 2
     snakemake("--cores", "2", "--configfile", str(config), "--directory", str(work))
 
@@ -92,3 +120,21 @@ def test_smollm2_gguf_on_real_data_through_snakemake(tmp_path):
     assert cells[("sft", "rte", "0")]["role"] == "cross"
     assert all(0.0 <= float(r["value"]) <= 1.0 for r in perf)
     assert (results / "report.html").stat().st_size > 10_000
+
+    # Multiple choice on the real samples: acc and acc_norm per cell, every item scored.
+    mc = {(r["tuning"], r["eval_set"], r["shots"], r["metric"]): r for r in perf
+          if r["eval_type"] == "multiple_choice"}
+    for name, _, _ in MC_SETS[:-1]:
+        for metric in ("acc", "acc_norm"):
+            row = mc[("base", name, "0", metric)]
+            assert row["scoring"] == "loglik" and int(row["n"]) > 0
+    n = {name: int(mc[("base", name, "0", "acc")]["n"]) for name, _, _ in MC_SETS[:-1]}
+    assert n["hellaswag"] == 20 and n["arc_easy"] == MC_ITEMS  # 24 rows, 4 demonstrations
+    # A real 135M instruction model is far above chance (0.25) on ARC-Easy; its published
+    # lm-eval score is about 0.6. The lower end of the bootstrap interval must clear chance.
+    easy = mc[("base", "arc_easy", "0", "acc")]
+    assert float(easy["ci_low"]) > 0.25, easy
+    assert cells[("base", "llmbar_natural", "0")]["scoring"] == "first_subtoken"
+    print("real-data accuracies (base, 0-shot):", {
+        k[1] + "/" + k[3]: round(float(v["value"]), 3) for k, v in sorted(mc.items())
+        if k[0] == "base" and k[2] == "0"})

@@ -5,7 +5,13 @@ import torch
 
 from amuro.errors import AmuroError
 from amuro.modeling import load_model, load_tokenizer
-from amuro.scoring import classify, first_subtoken_ids, generate_greedy, postprocess_generation
+from amuro.scoring import (
+    classify,
+    first_subtoken_ids,
+    generate_greedy,
+    label_tokens,
+    postprocess_generation,
+)
 from amuro.tokenizer import train_tokenizer
 
 
@@ -17,14 +23,26 @@ def test_first_subtoken_ids_distinct_labels(tiny_checkpoint):
     assert len(set(ids)) == 3
 
 
-def test_first_subtoken_ids_shared_raises():
-    # With no merges at all, every " label" starts with the same byte token "Ġ".
+def test_shared_space_token_is_a_prefix_then_labels_differ():
+    # With no merges at all, every " label" starts with the same byte token "Ġ" (as Llama-style
+    # tokenizers write " 1" as "Ġ" + "1"): the space becomes the prompt's last token and each
+    # label is scored by its next sub-token.
     tok = train_tokenizer(["ab"], vocab_size=257)
+    prefix, ids = label_tokens(tok, ["entailment", "neutral"], task="nli")
+    assert tok.convert_ids_to_tokens(prefix) == ["Ġ"]
+    assert tok.convert_ids_to_tokens(ids) == ["e", "n"]
     with pytest.raises(AmuroError) as err:
         first_subtoken_ids(tok, ["entailment", "neutral"], task="nli")
+    assert "every label starts with sub-token 'Ġ'" in str(err.value)
+
+
+def test_labels_that_never_differ_first_are_refused():
+    tok = train_tokenizer(["ab"], vocab_size=257)
+    with pytest.raises(AmuroError) as err:
+        label_tokens(tok, ["entailment", "entity"], task="nli")
     msg = str(err.value)
-    assert "task 'nli'" in msg and "'entailment' and 'neutral'" in msg
-    assert "share first sub-token 'Ġ'" in msg and "\n" not in msg
+    assert "task 'nli'" in msg and "'entailment' and 'entity'" in msg
+    assert "share first sub-token 'e'" in msg and "\n" not in msg
 
 
 class StubModel(torch.nn.Module):

@@ -10,7 +10,13 @@ import pytest
 
 from amuro.make_world import main as make_world_main
 from amuro.tinyworld.corpus import generate_corpus
-from amuro.tinyworld.datasets import DATASETS, LABEL_WORDS, build_dataset
+from amuro.tinyworld.datasets import (
+    CHOICE_POSITIONS,
+    DATASETS,
+    LABEL_WORDS,
+    build_dataset,
+    input_key,
+)
 from amuro.tinyworld.world import make_world
 
 SIZES = {"train": 300, "demo": 16, "test": 90}
@@ -28,8 +34,7 @@ def test_datasets_are_deterministic_disjoint_and_balanced(name):
     world = make_world(1, 20)
     first = build_dataset(name, world, SIZES, seed=1)
     assert first == build_dataset(name, world, SIZES, seed=1)
-    inputs = {split: {json.dumps(r["fields"], sort_keys=True) for r in rows}
-              for split, rows in first.items()}
+    inputs = {split: {input_key(r) for r in rows} for split, rows in first.items()}
     splits = list(inputs)
     for i, a in enumerate(splits):
         for b in splits[i + 1:]:
@@ -40,6 +45,11 @@ def test_datasets_are_deterministic_disjoint_and_balanced(name):
             counts = collections.Counter(r["target"] for r in rows)
             assert set(counts) <= set(labels)
             assert max(counts.values()) - min(counts.values()) <= 1, (name, split, counts)
+    if name in CHOICE_POSITIONS:  # multiple choice: the correct position is balanced
+        for split, rows in first.items():
+            counts = collections.Counter(r["label"] for r in rows)
+            assert set(counts) == set(range(CHOICE_POSITIONS[name]))
+            assert max(counts.values()) - min(counts.values()) <= 1, (name, split, counts)
 
 
 def test_task_patterns_never_occur_in_the_corpus_but_facts_do():
@@ -48,10 +58,21 @@ def test_task_patterns_never_occur_in_the_corpus_but_facts_do():
     for marker in ("### ", "Premise", "Hypothesis", "Summary", "Sentence 1", "Paraphrase"):
         assert marker not in text
     for word in LABEL_WORDS:  # label words occur in prose, so the tokenizer keeps them whole
-        assert f" {word}" in text
+        if word.isalpha():  # the pairwise "1"/"2" are kept whole by the tokenizer's boost
+            assert f" {word}" in text
     person = world.people[0]
     assert f"{person} lives in {world.value(person, 'city')}." in text or \
         f"{person}'s home is in {world.value(person, 'city')}." in text
+
+
+def test_label_words_are_single_tokens():
+    from amuro.tokenizer import train_tokenizer
+
+    world = make_world(1, 20)
+    tok = train_tokenizer(generate_corpus(world, 300, 1), vocab_size=600,
+                          whole_words=LABEL_WORDS)
+    for word in LABEL_WORDS:
+        assert len(tok(f" {word}", add_special_tokens=False)["input_ids"]) == 1, word
 
 
 def test_fact_answers_come_from_the_world():

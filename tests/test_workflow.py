@@ -46,7 +46,8 @@ def test_dry_run_lists_the_full_default_grid(tmp_path):
                                   "--directory", str(tmp_path)))
     assert counts["make_world"] == 1 and counts["pretrain_tiny"] == 1
     assert counts["finetune"] == n_steps * n_train
-    assert counts["evaluate"] == n_steps * (n_train + 1)
+    assert counts["instruction_tune"] == n_steps  # the default study instruction-tunes too
+    assert counts["evaluate"] == n_steps * (n_train + 2)  # base, each task, instruction-tuned
     assert counts["aggregate"] == 1
     for rule in ("table_mrc", "table_ood", "table_groups", "table_formats", "table_cost",
                  "figures", "report"):
@@ -55,16 +56,19 @@ def test_dry_run_lists_the_full_default_grid(tmp_path):
 
 def test_dry_run_lists_the_papers_grid_offline(tmp_path):
     """config/olmo1b.yaml: 8 OLMo-1B checkpoints (7 steps + main) x 4 tasks x 3 learning rates,
-    planned without the network (a dry run never downloads)."""
+    plus instruction tuning and the benchmarks, planned without the network (a dry run never
+    downloads)."""
     counts = job_counts(snakemake("-n", "--configfile", str(ROOT / "config" / "olmo1b.yaml"),
                                   "--directory", str(tmp_path)))
     assert counts["fetch_olmo1b"] == 8 and counts["manifest_olmo1b"] == 1
     assert counts["finetune_candidate"] == 8 * 4 * 3 and counts["select_lr"] == 8 * 4
-    assert counts["evaluate"] == 8 * 5
+    # per checkpoint: base, 4 task fine-tunes and the TULU instruction-tuned model
+    assert counts["instruction_tune"] == 8 and counts["evaluate"] == 8 * 6
     assert "make_world" not in counts and "finetune" not in counts
-    # each hub split is downloaded once, however many dataset entries read it
-    assert counts["download_hub"] == 24
-    assert sum(v for k, v in counts.items() if k.startswith("prepare_")) == 17
+    # each hub split is downloaded once, however many dataset entries read it; LLMBar's five
+    # subsets come from GitHub
+    assert counts["download_hub"] == 36 and counts["download_url"] == 5
+    assert sum(v for k, v in counts.items() if k.startswith("prepare_")) == 29
 
 
 def test_lint_is_clean():
@@ -123,25 +127,32 @@ def test_end_to_end_small_study(tmp_path):
 
     with open(work / "results" / "perf.csv") as fh:
         perf = list(csv.DictReader(fh))
-    # per step: base 5 sets x 2 formats x 2 shots + 2 fine-tuned models x 4 sets x 2 formats
-    assert len(perf) == 2 * (5 * 2 * 2 + 2 * 4 * 2)
+    # per step, rows per (format, shots) cell: a multiple-choice set has two (acc, acc_norm).
+    # base: 5 sets + tw_facts_mc, 2 formats x 2 shots; each fine-tuned model: own ID and OOD,
+    # the other task's ID, tw_truth, tw_facts_mc; instruction-tuned: tw_truth and tw_facts_mc
+    assert len(perf) == 2 * ((5 + 2) * 2 * 2 + 2 * (4 + 2) * 2 + (1 + 2) * 2)
+    assert {r["metric"] for r in perf if r["eval_set"] == "tw_facts_mc"} == {"acc", "acc_norm"}
+    assert {r["tuning"] for r in perf} == {"base", "sft", "it"}
     assert {r["role"] for r in perf} == {"ID", "OOD", "cross"}
     assert all(0.0 <= float(r["value"]) <= 1.0 and int(r["n"]) == 8 for r in perf)
     assert all(float(r["ci_low"]) <= float(r["value"]) <= float(r["ci_high"]) for r in perf)
     with open(work / "results" / "ft_vs_base.csv") as fh:
         diffs = list(csv.DictReader(fh))
-    # every fine-tuned cell at 0 shots, paired with the base model's 2-shot cell on the same items
-    assert len(diffs) == 2 * 2 * 4 * 2
+    # every fine-tuned (and instruction-tuned) cell at 0 shots, paired with the base model's
+    # 2-shot cell on the same items
+    assert len(diffs) == 2 * (2 * (4 + 2) * 2 + (1 + 2) * 2)
     assert all(int(r["n_paired"]) == 8 for r in diffs)
     assert {r["tokens"] for r in perf if r["step"] == "6"} == {str(6 * 4 * 64)}
     with open(work / "results" / "mrc.csv") as fh:
         mrc = list(csv.DictReader(fh))
     # nli's cross-task sets: tw_news (generation), tw_truth; summarization's: tw_nli, tw_truth
+    # (and both meet tw_facts_mc, multiple choice); the instruction-tuned model has no MRC
     assert sorted((r["step"], r["train_task"], r["direction"]) for r in mrc) == sorted(
         (step, task, direction) for step in ("0", "6") for task, direction in (
             ("nli", "classification->classification"), ("nli", "classification->generation"),
-            ("nli", "classification->all"), ("summarization", "generation->classification"),
-            ("summarization", "generation->all")))
+            ("nli", "classification->multiple_choice"), ("nli", "classification->all"),
+            ("summarization", "generation->classification"),
+            ("summarization", "generation->multiple_choice"), ("summarization", "generation->all")))
     _check_tables_figures_report(work / "results")
     # NLI's learning rate was chosen by held-out loss; the evaluated model is the chosen run.
     for step in ("0", "6"):
@@ -153,6 +164,10 @@ def test_end_to_end_small_study(tmp_path):
         settings = json.loads((chosen / "settings.json").read_text())
         assert settings["settings"]["lr"] == selection["chosen"]["lr"]
         assert settings["heldout_n"] == 4 and settings["n_examples"] == 20
+        # instruction tuning: the chat template is saved with the model and named
+        it_dir = work / "results" / "models" / "mini" / f"step{step}" / "it"
+        assert (it_dir / "chat_template.jinja").stat().st_size > 0
+        assert json.loads((it_dir / "settings.json").read_text())["chat_template"] == "tulu"
     for rule in ("pretrain", "finetune", "evaluate"):
         assert list((work / "results" / "benchmarks" / rule).rglob("*.tsv")), rule
     assert (work / "logs" / "aggregate" / "aggregate.log").exists()
@@ -180,8 +195,8 @@ def test_end_to_end_small_study(tmp_path):
     counts = job_counts(snakemake("-n", "results/mrc.csv", "--configfile", str(TEST_CONFIG),
                                   "--directory", str(fresh)))
     assert counts == {"make_world": 1, "pretrain_mini": 1, "finetune": 2,
-                      "finetune_candidate": 4, "select_lr": 2, "evaluate": 6, "aggregate": 1,
-                      "table_mrc": 1}
+                      "finetune_candidate": 4, "select_lr": 2, "instruction_tune": 2,
+                      "evaluate": 8, "aggregate": 1, "table_mrc": 1}
 
 
 TABLES = ["perf", "ft_vs_base", "mrc", "mrc_summary", "ood", "groups", "ft_gain_by_group",
@@ -199,9 +214,9 @@ def _check_tables_figures_report(results: Path) -> None:
             assert len(list(csv.DictReader(fh))) > 0, name
     with open(results / "cost.csv") as fh:
         experiments = {r["experiment"] for r in csv.DictReader(fh)}
-    assert {"pre-training", "fine-tuning", "evaluation: base in-context",
+    assert {"pre-training", "fine-tuning", "instruction tuning", "evaluation: base in-context",
             "evaluation: in-domain", "evaluation: out-of-domain", "evaluation: cross-task",
-            "evaluation: task format"} == experiments
+            "evaluation: task format", "evaluation: instruction-tuned"} == experiments
     index = json.loads((results / "figures" / "figures.json").read_text())
     assert [f["name"] for f in index] == FIGURES
     for fig in index:

@@ -40,7 +40,7 @@ from amuro.analysis.scores import BASE_TUNING, ScoreBook, cell_seed
 
 CROSS_ROLE = "cross"
 ID_ROLE = "ID"
-EVAL_TYPES = ("classification", "generation")
+EVAL_TYPES = ("classification", "generation", "multiple_choice")
 ALL = "all"
 
 # One fine-tuned model: a pre-training checkpoint fine-tuned one way on one task.

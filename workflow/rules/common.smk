@@ -54,8 +54,9 @@ def validate_config(cfg):
             if (field == "train" and names[0] in TINYWORLD_DATASETS
                     and "train" not in TINYWORLD_DATASETS[names[0]][2]):
                 config_error(f"tasks.{name}.train: dataset {names[0]!r} has no train split")
+    it_set = (cfg.get("instruction_tuning") or {}).get("dataset")
     for ds in cfg.get("datasets", {}):
-        if ds not in owner:
+        if ds not in owner and ds != it_set:
             config_error(f"datasets.{ds}: not used by any task")
     check_models(cfg)
     it = cfg.get("instruction_tuning")
@@ -153,7 +154,7 @@ REAL_DATASETS = sorted({ds for ds in [*ALL_SETS, *TRAIN_SETS]
                         if config["datasets"].get(ds, {}).get("adapter")})
 WORLD_DATASETS = sorted({*ALL_SETS, *TRAIN_SETS} - set(REAL_DATASETS))
 DATA_FILES = [f"results/data/{ds}/{split}.jsonl"
-              for ds in WORLD_DATASETS for split in ("demo", "test")]
+              for ds in WORLD_DATASETS if ds in ALL_SETS for split in ("demo", "test")]
 DATA_FILES += [f"results/data/{ds}/train.jsonl" for ds in sorted(TRAIN_SETS)
                if ds in WORLD_DATASETS]
 PRETRAINED = [m for m, spec in MODELS.items() if spec["source"] == "pretrain"]
