@@ -71,6 +71,22 @@ def test_dry_run_lists_the_papers_grid_offline(tmp_path):
     assert sum(v for k, v in counts.items() if k.startswith("prepare_")) == 29
 
 
+def test_slurm_profile_dry_run_asks_for_gpus(tmp_path):
+    """The profile plans the paper's grid without contacting SLURM: GPU rules ask for the
+    configured GPU, memory and time, with the profile's site keys."""
+    proc = snakemake("-n", "--profile", str(ROOT / "profiles" / "slurm"), "--configfile",
+                     str(ROOT / "config" / "olmo1b.yaml"), "--directory", str(tmp_path))
+    out = proc.stdout + proc.stderr
+    blocks = out.split("\n\n")
+    candidate = next(b for b in blocks if "rule finetune_candidate:" in b)
+    assert "gpu=1" in candidate and "mem_mb=64000" in candidate and "runtime=240" in candidate
+    assert "slurm_partition=gpu" in candidate and "cpus_per_gpu=8" in candidate
+    evaluate = next(b for b in blocks if "rule evaluate:" in b)
+    assert "gpu=1" in evaluate and "runtime=720" in evaluate
+    aggregate = next(b for b in blocks if "rule aggregate:" in b)
+    assert "gpu=1" not in aggregate
+
+
 def test_lint_is_clean():
     proc = snakemake("--lint", check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -17,6 +17,7 @@ rule aggregate:
         ft_shots=config["analysis"]["compare"]["finetuned_shots"],
         resamples=config["analysis"]["bootstrap"]["resamples"],
         seed=config["analysis"]["bootstrap"]["seed"],
+    localrule: True
     log:
         "logs/aggregate/aggregate.log",
     conda:

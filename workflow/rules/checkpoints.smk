@@ -36,6 +36,7 @@ for _series in FETCHED:
             f"results/checkpoints/{_series}/manifest.json",
         params:
             series=_series,
+        localrule: True
         log:
             f"logs/fetch/{_series}/manifest.log",
         conda:

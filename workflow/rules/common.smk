@@ -302,6 +302,18 @@ def fetched_checkpoints():
     return [checkpoint_dir(m, s) for m in FETCHED for s in model_steps(m)]
 
 
+# --- cluster resources (profiles/slurm) -----------------------------------------------------
+def stage(name):
+    """Resources of a compute stage from config; memory and run time scale with the attempt,
+    so a job killed for memory or time is resubmitted with more."""
+    spec = {"gpu": 0, "mem_mb": 4000, "runtime": 60, **config["resources"].get(name, {})}
+    return {
+        "gpu": spec["gpu"],
+        "mem_mb": lambda wildcards, attempt: spec["mem_mb"] * attempt,
+        "runtime": lambda wildcards, attempt: spec["runtime"] * attempt,
+    }
+
+
 # --- fine-tuning --------------------------------------------------------------------------
 _FT_KEYS = ("epochs", "batch_size", "lr", "warmup_ratio", "weight_decay", "max_examples",
             "max_length", "seed", "format", "lora", "heldout", "precision")

@@ -50,6 +50,7 @@ for _ds in REAL_DATASETS:
         params:
             args=prepare_args(_ds),
             out_dir=f"results/data/{_ds}",
+        localrule: True
         log:
             f"logs/prepare/{_ds}.log",
         conda:

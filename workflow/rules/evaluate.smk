@@ -13,8 +13,7 @@ rule evaluate:
         meta=eval_meta,
     threads: config["evaluate"].get("threads", 1)
     resources:
-        mem_mb=4000,
-        runtime=60,
+        **stage("evaluate"),
     log:
         "logs/evaluate/{model}/step{step}/{tuning}.log",
     benchmark:

@@ -16,8 +16,7 @@ rule finetune:
         settings=finetune_settings,
     threads: config["finetune"].get("threads", 1)
     resources:
-        mem_mb=4000,
-        runtime=60,
+        **stage("finetune"),
     log:
         "logs/finetune/{model}/step{step}/{task}.log",
     benchmark:
@@ -44,8 +43,7 @@ rule finetune_candidate:
         settings=finetune_settings,
     threads: config["finetune"].get("threads", 1)
     resources:
-        mem_mb=4000,
-        runtime=60,
+        **stage("finetune"),
     log:
         "logs/finetune/{model}/step{step}/{task}-lr{lr}.log",
     benchmark:
@@ -65,6 +63,7 @@ rule select_lr:
         model=directory("results/models/{model}/step{step}/sft-{task}"),
     wildcard_constraints:
         task=_alternatives(GRID_TASKS),
+    localrule: True
     log:
         "logs/select_lr/{model}/step{step}/{task}.log",
     conda:
@@ -85,8 +84,7 @@ rule instruction_tune:
         settings=it_settings,
     threads: (IT or {}).get("threads", 1)
     resources:
-        mem_mb=4000,
-        runtime=60,
+        **stage("instruction_tune"),
     log:
         "logs/instruction_tune/{model}/step{step}.log",
     benchmark:

@@ -23,8 +23,7 @@ for series, spec in MODELS.items():
             seed=config["pretrain"]["seed"],
         threads: config["pretrain"].get("threads", 2)
         resources:
-            mem_mb=4000,
-            runtime=60,
+            **stage("pretrain"),
         log:
             f"logs/pretrain/{series}.log",
         benchmark:

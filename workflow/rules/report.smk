@@ -12,6 +12,7 @@ rule figures:
         fmt=config["analysis"]["compare"]["format"],
         base_shots=config["analysis"]["compare"]["base_shots"],
         ft_shots=config["analysis"]["compare"]["finetuned_shots"],
+    localrule: True
     log:
         "logs/report/figures.log",
     conda:
@@ -31,6 +32,7 @@ rule report:
     params:
         # a function: config strings such as "step{step}-" must not be expanded as wildcards
         config=lambda wildcards: json.dumps(config, sort_keys=True),
+    localrule: True
     log:
         "logs/report/report.log",
     conda:

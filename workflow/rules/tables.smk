@@ -11,6 +11,7 @@ rule table_mrc:
     params:
         compare=compare_args,
         unit=config["analysis"]["slope_unit_steps"],
+    localrule: True
     log:
         "logs/tables/mrc.log",
     conda:
@@ -29,6 +30,7 @@ rule table_ood:
         "results/ood.csv",
     params:
         compare=compare_args,
+    localrule: True
     log:
         "logs/tables/ood.log",
     conda:
@@ -48,6 +50,7 @@ rule table_groups:
     params:
         compare=compare_args,
         min_rise=config["analysis"]["groups"]["min_rise"],
+    localrule: True
     log:
         "logs/tables/groups.log",
     conda:
@@ -67,6 +70,7 @@ rule table_formats:
     params:
         base_shots=config["analysis"]["compare"]["base_shots"],
         ft_shots=config["analysis"]["compare"]["finetuned_shots"],
+    localrule: True
     log:
         "logs/tables/formats.log",
     conda:
@@ -89,6 +93,7 @@ rule table_cost:
     params:
         jobs=cost_jobs,
         train_format=config["finetune"]["format"],
+    localrule: True
     log:
         "logs/tables/cost.log",
     conda:
