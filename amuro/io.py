@@ -25,6 +25,20 @@ def parse_json_object(name: str, text: str) -> dict:
     return value
 
 
+def read_json_object(path: str | Path, hint: str = "") -> dict:
+    """A JSON file holding an object; one-line errors name the file (`hint` says what it is)."""
+    path = Path(path)
+    if not path.is_file():
+        raise AmuroError(f"{path}: file not found" + (f" ({hint})" if hint else ""))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise AmuroError(f"{path}: not valid JSON ({err.msg})") from None
+    if not isinstance(data, dict):
+        raise AmuroError(f"{path}: expected a JSON object")
+    return data
+
+
 def read_jsonl(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.exists():

@@ -11,7 +11,6 @@ listing every candidate's rate and loss. Ties keep the first candidate given.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import shutil
@@ -19,17 +18,12 @@ import sys
 from pathlib import Path
 
 from amuro.errors import AmuroError, run_cli
-from amuro.io import atomic_dir, write_json
+from amuro.io import atomic_dir, read_json_object, write_json
 
 
 def read_candidate(folder: Path) -> dict:
     path = folder / "settings.json"
-    if not path.is_file():
-        raise AmuroError(f"{path}: file not found (not a finetune output)")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise AmuroError(f"{path}: not valid JSON ({err.msg})") from None
+    data = read_json_object(path, hint="not a finetune output")
     loss = data.get("heldout_loss")
     if not isinstance(loss, (int, float)) or not math.isfinite(loss):
         raise AmuroError(f"{path}: field heldout_loss: expected a finite number (train with "

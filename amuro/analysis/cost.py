@@ -15,12 +15,12 @@ GPU hours are the wall hours of jobs that ran on a GPU; CPU hours are the benchm
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import polars as pl
 
 from amuro.errors import AmuroError
+from amuro.io import read_json_object
 
 PRETRAIN = "pre-training"
 FINETUNE = "fine-tuning"
@@ -56,19 +56,6 @@ def read_benchmark(path: str | Path) -> tuple[float, float]:
     except (KeyError, ValueError):
         raise AmuroError(f"{path}: expected numeric columns 's' and 'cpu_time'") from None
     return wall, cpu
-
-
-def _read_json(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise AmuroError(f"{path}: file not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise AmuroError(f"{path}: not valid JSON ({err.msg})") from None
-    if not isinstance(data, dict):
-        raise AmuroError(f"{path}: expected a JSON object")
-    return data
 
 
 def _read_metrics(path: str | Path) -> pl.DataFrame:
@@ -132,7 +119,7 @@ def cost_table(jobs: list[dict], train_format: str) -> pl.DataFrame:
 
     for job in jobs:
         wall, cpu = read_benchmark(job["benchmark"])
-        timing = _read_json(job["timing"]) if job.get("timing") else {}
+        timing = read_json_object(job["timing"]) if job.get("timing") else {}
         device = str(timing.get("device", "cpu"))
         if job["kind"] == "pretrain":
             add(PRETRAIN, "", wall, cpu, device)
