@@ -36,4 +36,4 @@ lint: setup
 	$(RUN_ENV) $(BIN)/snakemake --lint
 
 clean:
-	rm -rf results logs .snakemake
+	rm -rf results logs resume .snakemake

@@ -10,10 +10,19 @@ Supervised fine-tuning (task records `{"id", "fields", "target"}`): loss on the 
 template named by the setting `chat_template` ("tulu": open-instruct's `<|user|>` /
 `<|assistant|>` format; "tokenizer": the checkpoint's own template) and the loss is on every
 assistant turn (its content and the EOS the template puts after it); system and user turns and
-the role markers are masked. The template is saved with the tokenizer (`chat_template.jinja`).
+the role markers are masked (amuro/chat.py). The template is saved with the tokenizer
+(`chat_template.jinja`).
 AdamW with a linear schedule and warm-up ratio. Writes the model in Hugging Face format
 (safetensors), the per-step loss log (`train_log.csv`) and the exact settings (`settings.json`)
 into DIR.
+
+Preemption: with --state-dir, the run saves resumable state (amuro/train_state.py) every
+--save-every-steps / --save-every-minutes and on SIGTERM (amuro/preemption.py), then exits
+with status 143; the same
+command run again continues from it and ends with the model an uninterrupted run would give.
+Several GPUs (--gpus N): the run relaunches itself under torchrun, data parallel (setting
+`parallel`: ddp, or fsdp for models that do not fit one GPU), global batch unchanged
+(amuro/distributed.py).
 """
 
 from __future__ import annotations
@@ -25,15 +34,24 @@ _T_START = time.perf_counter()
 import argparse  # noqa: E402
 import hashlib  # noqa: E402
 import math  # noqa: E402
+import os  # noqa: E402
 import random  # noqa: E402
 import sys  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 from transformers import get_linear_schedule_with_warmup  # noqa: E402
 
+from amuro import distributed  # noqa: E402
+from amuro.chat import (  # noqa: E402
+    CHAT_TEMPLATES,
+    IGNORE,
+    ChatTask,
+    chat_tokenizer,
+    check_chat_records,
+    encode_chat,
+)
 from amuro.errors import AmuroError, run_cli  # noqa: E402
 from amuro.io import (  # noqa: E402
     atomic_dir,
@@ -49,45 +67,23 @@ from amuro.modeling import (  # noqa: E402
     seed_everything,
     set_threads,
 )
+from amuro.preemption import StopRequest, fault_hold_step, hold  # noqa: E402
 from amuro.prompts import render_example  # noqa: E402
 from amuro.tasks import TaskSpec, task_from_dict  # noqa: E402
+from amuro.train_state import SaveSchedule, StateStore, TrainingRun, fingerprint  # noqa: E402
 
 # Paper defaults (reference.md §1); the workflow passes the configured values explicitly.
 DEFAULTS = {
     "epochs": 3, "batch_size": 8, "lr": 2e-6, "warmup_ratio": 0.03, "weight_decay": 0.0,
     "max_length": 2048, "max_examples": 6000, "seed": 42, "format": "default",
-    "lora": None, "log_every": 25, "heldout": 0, "precision": "auto",
+    "lora": None, "log_every": 25, "heldout": 0, "precision": "auto", "parallel": "ddp",
 }
+# Settings that change how a run is carried out but not what it computes: a run may resume
+# state saved under different values of these.
+NOT_IN_FINGERPRINT = ("log_every", "parallel")
 PRECISIONS = ("auto", "fp32", "bf16")
-IGNORE = -100
-
 # Instruction tuning (paper §3.2: TULU v2, 5 epochs, batch 8, lr 2e-6; reference.md §1).
 CHAT_DEFAULTS = {**DEFAULTS, "epochs": 5, "chat_template": "tulu"}
-CHAT_TEMPLATES = ("tulu", "tokenizer")
-CHAT_ROLES = ("system", "user", "assistant")
-# open-instruct's Tulu format (allenai/open-instruct, `tulu` chat template): every assistant turn
-# ends with EOS; the last one has no newline after it.
-TULU_CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if message['role'] == 'system' %}{{ '<|system|>\\n' + message['content'] + '\\n' }}"
-    "{% elif message['role'] == 'user' %}{{ '<|user|>\\n' + message['content'] + '\\n' }}"
-    "{% elif message['role'] == 'assistant' %}"
-    "{% if not loop.last %}{{ '<|assistant|>\\n' + message['content'] + eos_token + '\\n' }}"
-    "{% else %}{{ '<|assistant|>\\n' + message['content'] + eos_token }}{% endif %}"
-    "{% endif %}"
-    "{% if loop.last and add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}"
-    "{% endfor %}"
-)
-
-
-@dataclass(frozen=True)
-class ChatTask:
-    """An instruction-tuning task: records are conversations, not prompt/target pairs."""
-
-    name: str
-    template: str = "chat"
-    type: str = "chat"
-
 
 def parse_args(argv):
     ap = argparse.ArgumentParser(prog="python -m amuro.finetune", description=__doc__,
@@ -97,7 +93,16 @@ def parse_args(argv):
     ap.add_argument("--task", required=True, help="JSON task spec (name, type, template, ...)")
     ap.add_argument("--settings", default="{}", help=f"JSON; defaults {DEFAULTS}")
     ap.add_argument("--out", required=True, help="output folder")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1, help="CPU threads, shared by the processes")
+    ap.add_argument("--gpus", type=int, default=1,
+                    help="processes (one per GPU) for data-parallel training; above 1 the run "
+                         "relaunches itself under torchrun (gloo on a machine without GPUs)")
+    ap.add_argument("--state-dir", default=None,
+                    help="folder for resumable state (outside --out); a rerun resumes from it")
+    ap.add_argument("--save-every-steps", type=int, default=0,
+                    help="save resumable state every N optimizer steps (0: never)")
+    ap.add_argument("--save-every-minutes", type=float, default=0,
+                    help="save resumable state every M minutes (0: never); SIGTERM always saves")
     return ap.parse_args(argv)
 
 
@@ -125,6 +130,9 @@ def check_settings(settings: dict, chat: bool = False) -> dict:
     if s["precision"] not in PRECISIONS:
         raise AmuroError(f"--settings: 'precision' must be one of {PRECISIONS}, "
                          f"got {s['precision']!r}")
+    if s["parallel"] not in distributed.STRATEGIES:
+        raise AmuroError(f"--settings: 'parallel' must be one of {distributed.STRATEGIES}, "
+                         f"got {s['parallel']!r}")
     if not 0 <= s["warmup_ratio"] < 1:
         raise AmuroError(f"--settings: 'warmup_ratio' must be in [0, 1), got {s['warmup_ratio']}")
     return s
@@ -144,123 +152,6 @@ def encode_examples(records, task: TaskSpec, tokenizer, fmt: str, max_length: in
             n_truncated += 1
         examples.append((p_ids + a_ids, [IGNORE] * len(p_ids) + a_ids))
     return examples, n_truncated
-
-
-def check_chat_records(records: list[dict], path: str) -> None:
-    """Every record a conversation with known roles, text in every turn and an assistant turn."""
-    for i, rec in enumerate(records, 1):
-        where = f"{path}: record {i}" + (f" (id {rec['id']!r})" if "id" in rec else "")
-        messages = rec.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise AmuroError(f"{where}: field 'messages' must be a non-empty list of "
-                             "{role, content} objects")
-        for j, m in enumerate(messages):
-            field = f"messages[{j}]"
-            if not isinstance(m, dict):
-                raise AmuroError(f"{where}: field '{field}' is not a {{role, content}} object")
-            if m.get("role") not in CHAT_ROLES:
-                raise AmuroError(f"{where}: field '{field}.role' is {m.get('role')!r}, "
-                                 f"expected one of {list(CHAT_ROLES)}")
-            content = m.get("content")
-            if not isinstance(content, str) or not content.strip():
-                raise AmuroError(f"{where}: field '{field}.content' is empty or not text")
-        if not any(m["role"] == "assistant" for m in messages):
-            raise AmuroError(f"{where}: field 'messages' has no assistant turn (nothing to learn)")
-
-
-def chat_tokenizer(tokenizer, chat_template: str, checkpoint: str):
-    """Install the chat template on the tokenizer (it is saved with the fine-tuned model)."""
-    if chat_template == "tulu":
-        if tokenizer.eos_token is None:
-            raise AmuroError(f"{checkpoint}: the tokenizer has no EOS token, which the Tulu "
-                             "template puts after every assistant turn")
-        tokenizer.chat_template = TULU_CHAT_TEMPLATE
-    elif not getattr(tokenizer, "chat_template", None):
-        raise AmuroError(f"--settings: chat_template 'tokenizer' but the tokenizer of "
-                         f"{checkpoint} has no chat template; use 'tulu'")
-    if not tokenizer.is_fast:
-        raise AmuroError(f"{checkpoint}: instruction tuning needs a fast tokenizer "
-                         "(tokenizer.json), for token offsets")
-    return tokenizer
-
-
-def _render(tokenizer, messages, generation_prompt: bool = False) -> str:
-    try:
-        return tokenizer.apply_chat_template(messages, tokenize=False,
-                                             add_generation_prompt=generation_prompt)
-    except Exception as err:  # jinja errors: the template refuses this conversation
-        raise AmuroError(f"the chat template failed: {' '.join(str(err).split())}") from None
-
-
-def assistant_spans(tokenizer, messages) -> tuple[str, list[tuple[int, int]]]:
-    """The rendered conversation and the character span of each assistant turn in it.
-
-    A turn's span is what the template adds after the generation prompt up to the end of that
-    turn (with the Tulu template: the content and EOS, not the newline that follows), found by
-    rendering each prefix of the conversation (as open-instruct locates the turns of Tulu data).
-    """
-    text = _render(tokenizer, messages)
-    spans = []
-    for i, m in enumerate(messages):
-        if m["role"] != "assistant":
-            continue
-        start_text = _render(tokenizer, messages[:i], True) if i else ""
-        end_text = _render(tokenizer, messages[: i + 1])
-        if not (end_text.startswith(start_text) and text.startswith(end_text)):
-            raise AmuroError("the chat template renders a conversation differently from its "
-                             "prefixes (assistant turns cannot be located); use 'tulu'")
-        spans.append((len(start_text), len(end_text)))
-    return text, spans
-
-
-def encode_chat(records, tokenizer, max_length: int):
-    """Token ids and labels per conversation: labels only on assistant turns.
-
-    Tokens after the last assistant turn are dropped (they carry no loss). A conversation that
-    is too long loses tokens from the left, never from its last assistant turn; a last turn
-    longer than max_length keeps its first max_length tokens.
-    """
-    rendered = []
-    for rec in records:
-        try:
-            rendered.append(assistant_spans(tokenizer, rec["messages"]))
-        except AmuroError as err:
-            raise AmuroError(f"record id {rec.get('id', '?')!r}: {err}") from None
-    examples, n_truncated = [], 0
-    for first in range(0, len(records), 512):  # batches: the Rust tokenizer runs in parallel
-        chunk = rendered[first: first + 512]
-        enc = tokenizer([text for text, _ in chunk], add_special_tokens=False,
-                        return_offsets_mapping=True)
-        for rec, (_, spans), ids, offsets in zip(records[first: first + 512], chunk,
-                                                 enc["input_ids"], enc["offset_mapping"],
-                                                 strict=True):
-            ids, labels, truncated = _label_turns(rec, ids, offsets, spans, max_length)
-            examples.append((ids, labels))
-            n_truncated += truncated
-    return examples, n_truncated
-
-
-def _label_turns(rec, ids, offsets, spans, max_length: int):
-    labels, last_start, last_end, k = [IGNORE] * len(ids), None, 0, 0
-    for t, (start, end) in enumerate(offsets):  # offsets ascend
-        while k < len(spans) and spans[k][1] <= start:
-            k += 1
-        if k == len(spans):
-            break
-        # A token that overlaps a turn is learned: a merge across the turn's start (" yes"
-        # after a prompt ending in a space) still carries the answer.
-        if end > spans[k][0]:
-            labels[t], last_end = ids[t], t + 1
-            if k == len(spans) - 1 and last_start is None:
-                last_start = t
-    if last_start is None:
-        raise AmuroError(f"record id {rec.get('id', '?')!r}: no token of its assistant turns "
-                         "survives tokenization")
-    ids, labels = list(ids[:last_end]), labels[:last_end]
-    if len(ids) <= max_length:
-        return ids, labels, False
-    begin = min(len(ids) - max_length, last_start)
-    return ids[begin: begin + max_length], labels[begin: begin + max_length], True
 
 
 def collate(batch, pad_id: int):
@@ -312,14 +203,11 @@ def heldout_loss(model, examples, batch_size: int, pad_id: int, device: str, dty
     for start in range(0, len(examples), batch_size):
         input_ids, mask, labels = (t.to(device) for t in
                                    collate(examples[start: start + batch_size], pad_id))
-        with torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None):
+        with torch.autocast(device.split(":")[0], dtype=dtype or torch.float32,
+                            enabled=dtype is not None):
             logits = model(input_ids=input_ids, attention_mask=mask).logits.float()
-        shift, target = logits[:, :-1], labels[:, 1:]
-        loss = torch.nn.functional.cross_entropy(shift.reshape(-1, shift.size(-1)),
-                                                 target.reshape(-1), ignore_index=IGNORE,
-                                                 reduction="sum")
-        total += float(loss)
-        count += int((target != IGNORE).sum())
+        total += float(token_loss_sum(logits, labels))
+        count += int((labels[:, 1:] != IGNORE).sum())
     model.train()
     return total / max(count, 1)
 
@@ -337,12 +225,19 @@ def apply_lora(model, lora: dict):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.gpus > 1 and "WORLD_SIZE" not in os.environ:  # one process per GPU
+        distributed.relaunch_under_torchrun(args.gpus, "amuro.finetune",
+                                            sys.argv[1:] if argv is None else list(argv))
+    ranks = distributed.launched_ranks()
     clock = Stopwatch()
     clock.phases["import"] = round(time.perf_counter() - _T_START, 3)
     task = parse_task(args.task)
     chat = task.type == "chat"
     s = check_settings(parse_json_object("--settings", args.settings), chat=chat)
-    set_threads(args.threads)
+    if s["lora"] and s["parallel"] == "fsdp" and ranks.world > 1:
+        raise AmuroError("--settings: 'lora' with parallel 'fsdp' is not supported; use 'ddp'")
+    stop = StopRequest.install()
+    set_threads(max(1, args.threads // ranks.world))
     seed_everything(s["seed"])
 
     records = read_jsonl(args.train)
@@ -362,8 +257,9 @@ def main(argv=None):
     heldout_records = records[len(records) - s["heldout"]:] if s["heldout"] else []
     records = records[:n_train]
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = autocast_dtype(s["precision"], device)
+    distributed.start(ranks)
+    device = ranks.device
+    dtype = autocast_dtype(s["precision"], device.split(":")[0])
     tokenizer = load_tokenizer(args.checkpoint)
     model = load_model(args.checkpoint).to(device)
     clock.lap("load_model")
@@ -378,82 +274,167 @@ def main(argv=None):
                                                 s["max_length"])
         heldout_examples, _ = encode_examples(heldout_records, task, tokenizer, s["format"],
                                               s["max_length"])
+    checkpoint_digest = weights_digest(Path(args.checkpoint))
+    # What defines the run: state saved by a run that differs in any of these is never resumed.
+    store = StateStore(args.state_dir, fingerprint(
+        settings={k: v for k, v in s.items() if k not in NOT_IN_FINGERPRINT},
+        task=parse_json_object("--task", args.task), checkpoint=checkpoint_digest,
+        train=sha256_file(args.train)), writer=ranks.main)
 
+    model = distributed.wrap(model, ranks, s["parallel"])
+    params = [p for p in model.parameters() if p.requires_grad]
     steps_per_epoch = math.ceil(len(examples) / s["batch_size"])
     total = steps_per_epoch * s["epochs"]
-    params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=s["lr"], weight_decay=s["weight_decay"])
     schedule = get_linear_schedule_with_warmup(optimizer, math.ceil(s["warmup_ratio"] * total),
                                                total)
-    generator = torch.Generator().manual_seed(s["seed"])
+    run = TrainingRun(model, optimizer, schedule, store, ranks, torch.Generator().manual_seed(
+        s["seed"]))
+    run.resume()
     kind = f" (chat, {s['chat_template']} template)" if chat else ""
-    print(f"[finetune] {task.name}{kind} on {args.checkpoint}: {len(examples)} examples "
-          f"({n_truncated} truncated), {s['epochs']} epochs x {steps_per_epoch} steps, "
-          f"lr {s['lr']}, {device}" + (f" {dtype}" if dtype else " fp32"), file=sys.stderr)
+    where = f"{device}" + (f" x{ranks.world} {s['parallel']}" if ranks.world > 1 else "")
+    if ranks.main:
+        print(f"[finetune] {task.name}{kind} on {args.checkpoint}: {len(examples)} examples "
+              f"({n_truncated} truncated), {s['epochs']} epochs x {steps_per_epoch} steps, "
+              f"lr {s['lr']}, {where}" + (f" {dtype}" if dtype else " fp32"), file=sys.stderr)
 
-    log_rows = []
+    hold_at = fault_hold_step(task.name) if run.resumed_from is None else None
+    saver = SaveSchedule(args.save_every_steps, args.save_every_minutes)
     model.train()
-    bar = tqdm(total=total, desc=f"finetune {task.name}", unit="step", disable=None)
-    step = 0
-    for epoch in range(1, s["epochs"] + 1):
-        order = torch.randperm(len(examples), generator=generator).tolist()
-        for start in range(0, len(order), s["batch_size"]):
+    bar = tqdm(total=total, initial=run.step, desc=f"finetune {task.name}", unit="step",
+               disable=None if ranks.main else True)
+    for epoch in range(run.epoch, s["epochs"] + 1):
+        order = run.epoch_order(epoch, len(examples))
+        for index, start in enumerate(range(0, len(order), s["batch_size"])):
+            if index < run.next_batch:  # done before the run was stopped
+                continue
             batch = [examples[i] for i in order[start: start + s["batch_size"]]]
-            input_ids, mask, labels = (t.to(device) for t in
-                                       collate(batch, tokenizer.pad_token_id))
-            with torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None):
-                loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            value = loss.item()
+            value = train_step(model, batch, params, optimizer, schedule, tokenizer.pad_token_id,
+                               ranks, dtype)
             if not math.isfinite(value):
-                raise AmuroError(f"fine-tuning loss became {value} at step {step}; lower 'lr'")
-            log_rows.append((step, epoch, value, schedule.get_last_lr()[0]))
+                raise AmuroError(f"fine-tuning loss became {value} at step {run.step + 1}; "
+                                 "lower 'lr'")
+            run.finished_batch(epoch, index + 1, (run.step + 1, epoch, value,
+                                                  schedule.get_last_lr()[0]))
             bar.update(1)
-            if step % s["log_every"] == 0 or step == total:
+            if ranks.main and (run.step % s["log_every"] == 0 or run.step == total):
                 bar.set_postfix(loss=f"{value:.3f}")
-                print(f"[finetune] step {step}/{total} epoch {epoch} loss {value:.4f}",
+                print(f"[finetune] step {run.step}/{total} epoch {epoch} loss {value:.4f}",
                       file=sys.stderr)
+            if run.step == hold_at:
+                hold(run, stop, ranks)
+            stopping, due = distributed.any_of([stop.requested, saver.due(run.step)], ranks)
+            if due or stopping:
+                run.save()
+            if stopping:
+                bar.close()
+                if ranks.main:
+                    print(f"[finetune] stopped by {stop.signal_name} after step {run.step}; "
+                          f"state saved in {args.state_dir}; a rerun resumes from it",
+                          file=sys.stderr)
+                distributed.stop(ranks)
+                raise SystemExit(143)
+        run.next_batch = 0
     bar.close()
     clock.lap("train")
     held = None
     if heldout_examples:
         held = heldout_loss(model, heldout_examples, s["batch_size"], tokenizer.pad_token_id,
                             device, dtype)
-        print(f"[finetune] held-out loss {held:.4f} on {len(heldout_examples)} examples",
-              file=sys.stderr)
+        if ranks.main:
+            print(f"[finetune] held-out loss {held:.4f} on {len(heldout_examples)} examples",
+                  file=sys.stderr)
         clock.lap("heldout")
 
-    if s["lora"]:
+    weights = full_weights(model, ranks, s["parallel"])
+    if ranks.main:
+        plain = unwrap(model, s["lora"])
+        log_rows = run.log
+        with atomic_dir(args.out) as staging:
+            plain.save_pretrained(staging, state_dict=weights, safe_serialization=True)
+            tokenizer.save_pretrained(staging)
+            with (staging / "train_log.csv").open("w") as fh:
+                fh.write("step,epoch,loss,lr\n")
+                fh.writelines(f"{st},{ep},{lo:.6f},{lr:.6e}\n" for st, ep, lo, lr in log_rows)
+            clock.lap("save")
+            clock.phases["total"] = round(time.perf_counter() - _T_START, 3)
+            info = {
+                "task": task.name, "template": task.template, "settings": s,
+                "checkpoint": str(args.checkpoint), "train_file": str(args.train),
+                "checkpoint_sha256": checkpoint_digest,
+                "device": device.split(":")[0], "processes": ranks.world,
+                "precision": str(dtype or "fp32"), "resumed_from_step": run.resumed_from,
+                "heldout_loss": held, "heldout_n": len(heldout_examples),
+                "n_examples": len(examples), "n_truncated": n_truncated, "steps": total,
+                "first_loss": log_rows[0][2], "last_epoch_mean_loss": _epoch_mean(log_rows),
+                "timing": clock.phases,
+            }
+            if chat:  # the template is also in the saved tokenizer (chat_template.jinja)
+                info.update(type="chat", chat_template=s["chat_template"],
+                            n_label_tokens=sum(sum(lab != IGNORE for lab in labs)
+                                               for _, labs in examples))
+            write_json(staging / "settings.json", info)
+        store.clear()  # the model is saved: the resumable state has served its purpose
+    distributed.barrier(ranks)
+    distributed.stop(ranks)
+
+
+def train_step(model, batch, params, optimizer, schedule, pad_id: int, ranks, dtype) -> float:
+    """One optimizer step on a global batch; returns its mean loss per completion token.
+
+    Each process takes its share of the batch; its summed token loss is divided by the token
+    count of the whole batch (times the number of processes, which DDP/FSDP average over), so
+    the gradient is that of the global batch's mean loss.
+    """
+    share = distributed.shard(batch, ranks)
+    device = ranks.device
+    # A process left without examples (a last batch smaller than the process count) still
+    # takes part in the gradient exchange, with one masked token.
+    input_ids, mask, labels = (t.to(device) for t in
+                               collate(share or [([pad_id], [IGNORE])], pad_id))
+    n_local = int((labels[:, 1:] != IGNORE).sum())
+    n_global = distributed.total(n_local, ranks)
+    with torch.autocast(device.split(":")[0], dtype=dtype or torch.float32,
+                        enabled=dtype is not None):
+        logits = model(input_ids=input_ids, attention_mask=mask).logits
+    loss_sum = token_loss_sum(logits.float(), labels)
+    (loss_sum * ranks.world / max(n_global, 1)).backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+    schedule.step()
+    optimizer.zero_grad(set_to_none=True)
+    return distributed.total(loss_sum.item(), ranks) / max(n_global, 1)
+
+
+def token_loss_sum(logits, labels):
+    """Summed cross-entropy of each labelled token given the tokens before it."""
+    shift, target = logits[:, :-1], labels[:, 1:]
+    return torch.nn.functional.cross_entropy(shift.reshape(-1, shift.size(-1)),
+                                             target.reshape(-1), ignore_index=IGNORE,
+                                             reduction="sum")
+
+
+def full_weights(model, ranks, strategy: str) -> dict | None:
+    """The whole model's weights on the main process, gathered from FSDP shards (None when
+    the main process holds the whole model: save_pretrained reads it directly)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    if ranks.world == 1 or strategy != "fsdp":
+        return None
+    weights = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True,
+                                                                   cpu_offload=True))
+    # The gathered dict holds tied weights (lm_head = embeddings) twice; save them once, as
+    # save_pretrained does for an unsharded model.
+    tied = getattr(model, "all_tied_weights_keys", None) or {}
+    return {k: v for k, v in weights.items() if k not in tied}
+
+
+def unwrap(model, lora):
+    """The plain Hugging Face model to save: out of DDP, with LoRA adapters merged."""
+    model = getattr(model, "module", model)
+    if lora:
         model = model.merge_and_unload()  # downstream steps load a plain model
-    model = model.to("cpu")
-    with atomic_dir(args.out) as staging:
-        model.save_pretrained(staging, safe_serialization=True)
-        tokenizer.save_pretrained(staging)
-        with (staging / "train_log.csv").open("w") as fh:
-            fh.write("step,epoch,loss,lr\n")
-            fh.writelines(f"{st},{ep},{lo:.6f},{lr:.6e}\n" for st, ep, lo, lr in log_rows)
-        clock.lap("save")
-        clock.phases["total"] = round(time.perf_counter() - _T_START, 3)
-        info = {
-            "task": task.name, "template": task.template, "settings": s,
-            "checkpoint": str(args.checkpoint), "train_file": str(args.train),
-            "checkpoint_sha256": weights_digest(Path(args.checkpoint)),
-            "device": device, "precision": str(dtype or "fp32"),
-            "heldout_loss": held, "heldout_n": len(heldout_examples),
-            "n_examples": len(examples), "n_truncated": n_truncated, "steps": total,
-            "first_loss": log_rows[0][2], "last_epoch_mean_loss": _epoch_mean(log_rows),
-            "timing": clock.phases,
-        }
-        if chat:  # the template is also in the saved tokenizer (chat_template.jinja)
-            info.update(type="chat", chat_template=s["chat_template"],
-                        n_label_tokens=sum(sum(lab != IGNORE for lab in labs)
-                                           for _, labs in examples))
-        write_json(staging / "settings.json", info)
+    return model.to("cpu")
 
 
 def parse_task(text: str) -> TaskSpec | ChatTask:

@@ -1,10 +1,12 @@
-"""Shared fixtures: a tiny random OLMo checkpoint and small eval sets, built in seconds."""
+"""Shared fixtures: a tiny random OLMo checkpoint and small eval sets, built in seconds; the toy
+study run once per session (`local_toy_study`); a real one-node SLURM cluster (`slurm_cluster`)."""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -12,6 +14,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pytest  # noqa: E402
+from slurm_cluster import slurm_cluster  # noqa: E402, F401  (a session fixture: a real SLURM)
 
 LABEL_WORDS = ("entailment", "neutral", "contradiction", "yes", "no")
 
@@ -111,3 +114,29 @@ def eval_sets(tmp_path):
             _write_jsonl(tmp_path / "summ_demo.jsonl", _summ_rows("d", 8)),
         ),
     }
+
+
+# ---- the toy study, run once per session ----------------------------------------------------
+
+
+class ToyStudy:
+    """A finished run of config/test/config.yaml: its working directory `work`, Snakemake's
+    output (stdout and stderr) and its wall time `seconds`."""
+
+    def __init__(self, work: Path, proc, seconds: float):
+        self.work, self.seconds = work, seconds
+        self.output = proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="session")
+def local_toy_study(tmp_path_factory) -> ToyStudy:
+    """The toy study run once per session with the local executor (`--cores 2`), shared by the
+    end-to-end test and the SLURM test. Read-only: a test that runs Snakemake again (even a
+    dry run) does it on a copy."""
+    from test_workflow import TEST_CONFIG, snakemake
+
+    work = tmp_path_factory.mktemp("local_toy_study") / "study"
+    work.mkdir()
+    t0 = time.monotonic()
+    proc = snakemake("--cores", "2", "--configfile", str(TEST_CONFIG), "--directory", str(work))
+    return ToyStudy(work, proc, time.monotonic() - t0)

@@ -10,17 +10,9 @@ import re
 
 import pytest
 
+from amuro.chat import IGNORE, TULU_CHAT_TEMPLATE, chat_tokenizer, check_chat_records, encode_chat
 from amuro.errors import AmuroError
-from amuro.finetune import (
-    CHAT_DEFAULTS,
-    DEFAULTS,
-    IGNORE,
-    TULU_CHAT_TEMPLATE,
-    chat_tokenizer,
-    check_chat_records,
-    check_settings,
-    encode_chat,
-)
+from amuro.finetune import CHAT_DEFAULTS, DEFAULTS, check_settings
 from amuro.finetune import main as finetune_main
 from amuro.make_world import main as make_world_main
 from amuro.modeling import load_tokenizer

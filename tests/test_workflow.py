@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -82,9 +83,48 @@ def test_slurm_profile_dry_run_asks_for_gpus(tmp_path):
     assert "gpu=1" in candidate and "mem_mb=64000" in candidate and "runtime=240" in candidate
     assert "slurm_partition=gpu" in candidate and "cpus_per_gpu=8" in candidate
     evaluate = next(b for b in blocks if "rule evaluate:" in b)
-    assert "gpu=1" in evaluate and "runtime=720" in evaluate
+    assert "gpu=1" in evaluate and "runtime=120" in evaluate
     aggregate = next(b for b in blocks if "rule aggregate:" in b)
     assert "gpu=1" not in aggregate
+
+
+# Prints, for each group job Snakemake forms, its jobs and the resources it would request.
+GROUP_PROBE = """
+import sys
+import snakemake.api  # noqa: F401  (import order: snakemake.dag needs the api loaded)
+import snakemake.dag as dag
+update = dag.DAG._update_group_components
+def probe(self):
+    update(self)
+    for group in {id(g): g for g in self._group.values()}.values():
+        r = dict(group.resources.items())
+        tunings = sorted(j.wildcards_dict["tuning"] for j in group.jobs)
+        print("GROUP", group.groupid, ",".join(tunings), r["gpu"], r["mem_mb"], r["runtime"],
+              r["cpus_per_gpu"], file=sys.stderr)
+dag.DAG._update_group_components = probe
+from snakemake.cli import main
+sys.argv = ["snakemake", *sys.argv[1:]]
+main()
+"""
+
+
+def test_slurm_profile_groups_a_checkpoints_evaluations_without_adding_gpus(tmp_path):
+    """One submission per checkpoint for its 6 evaluations (base, 4 fine-tuned, instruction-
+    tuned), asking for one GPU and the largest memory, with the run times added, even when
+    --cores would let Snakemake run the group's jobs side by side."""
+    proc = subprocess.run(
+        [sys.executable, "-c", GROUP_PROBE, "-s", str(ROOT / "Snakefile"), "-n", "--profile",
+         str(ROOT / "profiles" / "slurm"), "--configfile", str(ROOT / "config" / "olmo1b.yaml"),
+         "--directory", str(tmp_path), "--cores", "16"],
+        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    groups = [line.split()[1:] for line in proc.stderr.splitlines() if line.startswith("GROUP")]
+    steps = yaml.safe_load((ROOT / "config" / "olmo1b.yaml").read_text())["models"]["olmo1b"]
+    assert len(groups) == len(steps["steps"]) + len(steps["revisions"])
+    for name, tunings, gpu, mem_mb, runtime, cpus_per_gpu in groups:
+        assert name.startswith("evaluate_olmo1b_step")
+        assert tunings == "base,it,sft-nli,sft-paraphrase,sft-question_generation,sft-summarization"
+        assert (gpu, mem_mb, runtime, cpus_per_gpu) == ("1", "64000", str(6 * 120), "8")
 
 
 def test_lint_is_clean():
@@ -136,10 +176,9 @@ def test_bad_config_stops_with_one_line_before_any_job(tmp_path, edit, expected)
 
 
 @pytest.mark.slow
-def test_end_to_end_small_study(tmp_path):
-    work = tmp_path / "study"
-    work.mkdir()
-    snakemake("--cores", "2", "--configfile", str(TEST_CONFIG), "--directory", str(work))
+def test_end_to_end_small_study(local_toy_study, tmp_path):
+    # the session's one local run of the toy study (conftest.py), shared with test_slurm.py
+    work = local_toy_study.work
 
     with open(work / "results" / "perf.csv") as fh:
         perf = list(csv.DictReader(fh))
@@ -189,6 +228,9 @@ def test_end_to_end_small_study(tmp_path):
     assert (work / "logs" / "aggregate" / "aggregate.log").exists()
 
     # Nothing left to do; then one changed training setting reruns only what depends on it.
+    # On a copy (mtimes and Snakemake's metadata kept), so the shared run stays untouched.
+    work = tmp_path / "study"
+    shutil.copytree(local_toy_study.work, work, symlinks=True)
     assert "Nothing to be done" in snakemake("-n", "--configfile", str(TEST_CONFIG),
                                              "--directory", str(work)).stdout
     changed = yaml.safe_load(TEST_CONFIG.read_text())

@@ -303,6 +303,19 @@ def fetched_checkpoints():
 
 
 # --- cluster resources (profiles/slurm) -----------------------------------------------------
+def training_stage(name):
+    """Resources of a training stage: the stage's, plus how often it saves resumable state
+    (resources, not params: changing the interval must not rerun finished jobs)."""
+    return {**stage(name), "resume_every_steps": config["resume"]["every_steps"],
+            "resume_every_minutes": config["resume"]["every_minutes"]}
+
+
+def resume_dir(output):
+    """Where a training job keeps its resumable state: outside its output, which Snakemake
+    deletes when the job fails (results/models/X -> resume/X)."""
+    return f"resume/{str(output).removeprefix('results/models/')}"
+
+
 def stage(name):
     """Resources of a compute stage from config; memory and run time scale with the attempt,
     so a job killed for memory or time is resubmitted with more."""
@@ -316,7 +329,7 @@ def stage(name):
 
 # --- fine-tuning --------------------------------------------------------------------------
 _FT_KEYS = ("epochs", "batch_size", "lr", "warmup_ratio", "weight_decay", "max_examples",
-            "max_length", "seed", "format", "lora", "heldout", "precision")
+            "max_length", "seed", "format", "lora", "heldout", "precision", "parallel")
 
 
 def task_lrs(task):
@@ -382,7 +395,7 @@ def benchmark_tasks():
 
 def it_settings(wildcards=None):
     keys = ("epochs", "batch_size", "lr", "warmup_ratio", "weight_decay", "max_examples",
-            "max_length", "seed", "chat_template", "precision")
+            "max_length", "seed", "chat_template", "precision", "parallel")
     return json.dumps({k: IT[k] for k in keys if k in IT}, sort_keys=True)
 
 

@@ -1,4 +1,9 @@
-# Evaluation: one job (one process, one model load) per model = checkpoint × tuning.
+# Evaluation: one job (one process, one model load) per model = checkpoint × tuning. On a
+# cluster, the evaluations of one checkpoint (base, fine-tuned, instruction-tuned) go out as
+# one submission (group) and run one after another on the same GPU(s): each holds one
+# `evaluate_slots`, and the SLURM profile allows one per submission (scope local), so
+# Snakemake takes the maximum of the jobs' GPUs, CPUs and memory instead of their sum (run
+# times add up). Local runs ignore groups.
 
 
 rule evaluate:
@@ -12,8 +17,11 @@ rule evaluate:
         plan=eval_plan,
         meta=eval_meta,
     threads: config["evaluate"].get("threads", 1)
+    group:
+        "evaluate_{model}_step{step}"
     resources:
         **stage("evaluate"),
+        evaluate_slots=1,
     log:
         "logs/evaluate/{model}/step{step}/{tuning}.log",
     benchmark:

@@ -1,6 +1,9 @@
 # Supervised fine-tuning: one job per (checkpoint, training task). A task with a list of
 # learning rates trains one candidate per rate and keeps the one with the lowest loss on a
 # held-out slice of its training data (rule select_lr), so evaluation uses the chosen run.
+# Every training job saves resumable state under resume/ (config `resume`, and on SIGTERM):
+# when Snakemake retries a preempted or killed job, it continues from there. With more than
+# one GPU (resources.<stage>.gpu), the job runs one process per GPU under torchrun.
 
 
 rule finetune:
@@ -14,9 +17,10 @@ rule finetune:
     params:
         task=finetune_task,
         settings=finetune_settings,
+        state=lambda wildcards, output: resume_dir(output.model),
     threads: config["finetune"].get("threads", 1)
     resources:
-        **stage("finetune"),
+        **training_stage("finetune"),
     log:
         "logs/finetune/{model}/step{step}/{task}.log",
     benchmark:
@@ -26,7 +30,9 @@ rule finetune:
     shell:
         "python -m amuro.finetune --checkpoint {input.checkpoint} --train {input.train}"
         " --task {params.task:q} --settings {params.settings:q} --out {output.model}"
-        " --threads {threads} 2> {log}"
+        " --threads {threads} --gpus {resources.gpu} --state-dir {params.state}"
+        " --save-every-steps {resources.resume_every_steps}"
+        " --save-every-minutes {resources.resume_every_minutes} 2> {log}"
 
 
 rule finetune_candidate:
@@ -41,9 +47,10 @@ rule finetune_candidate:
     params:
         task=finetune_task,
         settings=finetune_settings,
+        state=lambda wildcards, output: resume_dir(output.model),
     threads: config["finetune"].get("threads", 1)
     resources:
-        **stage("finetune"),
+        **training_stage("finetune"),
     log:
         "logs/finetune/{model}/step{step}/{task}-lr{lr}.log",
     benchmark:
@@ -53,7 +60,9 @@ rule finetune_candidate:
     shell:
         "python -m amuro.finetune --checkpoint {input.checkpoint} --train {input.train}"
         " --task {params.task:q} --settings {params.settings:q} --out {output.model}"
-        " --threads {threads} 2> {log}"
+        " --threads {threads} --gpus {resources.gpu} --state-dir {params.state}"
+        " --save-every-steps {resources.resume_every_steps}"
+        " --save-every-minutes {resources.resume_every_minutes} 2> {log}"
 
 
 rule select_lr:
@@ -82,9 +91,10 @@ rule instruction_tune:
     params:
         task=it_task,
         settings=it_settings,
+        state=lambda wildcards, output: resume_dir(output.model),
     threads: (IT or {}).get("threads", 1)
     resources:
-        **stage("instruction_tune"),
+        **training_stage("instruction_tune"),
     log:
         "logs/instruction_tune/{model}/step{step}.log",
     benchmark:
@@ -94,4 +104,6 @@ rule instruction_tune:
     shell:
         "python -m amuro.finetune --checkpoint {input.checkpoint} --train {input.train}"
         " --task {params.task:q} --settings {params.settings:q} --out {output.model}"
-        " --threads {threads} 2> {log}"
+        " --threads {threads} --gpus {resources.gpu} --state-dir {params.state}"
+        " --save-every-steps {resources.resume_every_steps}"
+        " --save-every-minutes {resources.resume_every_minutes} 2> {log}"
