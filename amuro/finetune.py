@@ -18,8 +18,8 @@ into DIR.
 
 Preemption: with --state-dir, the run saves resumable state (amuro/train_state.py) every
 --save-every-steps / --save-every-minutes and on SIGTERM (amuro/preemption.py), then exits
-with status 143; the same
-command run again continues from it and ends with the model an uninterrupted run would give.
+with status 143; the same command run again continues from it and ends with the model an
+uninterrupted run would give.
 Several GPUs (--gpus N): the run relaunches itself under torchrun, data parallel (setting
 `parallel`: ddp, or fsdp for models that do not fit one GPU), global batch unchanged
 (amuro/distributed.py).
@@ -329,9 +329,10 @@ def main(argv=None):
             if stopping:
                 bar.close()
                 if ranks.main:
+                    saved = (f"state saved in {args.state_dir}; a rerun resumes from it"
+                             if args.state_dir else "no --state-dir, so nothing was saved")
                     print(f"[finetune] stopped by {stop.signal_name} after step {run.step}; "
-                          f"state saved in {args.state_dir}; a rerun resumes from it",
-                          file=sys.stderr)
+                          f"{saved}", file=sys.stderr)
                 distributed.stop(ranks)
                 raise SystemExit(143)
         run.next_batch = 0

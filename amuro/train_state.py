@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import shutil
 import sys
 import time
@@ -118,8 +119,6 @@ class StateStore:
 
 
 def rng_state() -> dict:
-    import random
-
     state = {"python": random.getstate(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -127,18 +126,10 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
-    import random
-
-    random.setstate(_as_tuple(state["python"]))
+    random.setstate(state["python"])
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _as_tuple(value):
-    if isinstance(value, list):
-        return tuple(_as_tuple(v) for v in value)
-    return value
 
 
 class TrainingRun:
@@ -166,6 +157,8 @@ class TrainingRun:
     def save(self) -> None:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
 
+        if self.store.folder is None:  # resuming is off: nothing to gather (same on all ranks)
+            return
         weights, optim = get_state_dict(self.model, self.optimizer, options=StateDictOptions(
             full_state_dict=True, cpu_offload=True))
         self.store.save(self.step, weights, optim, {

@@ -140,3 +140,52 @@ def local_toy_study(tmp_path_factory) -> ToyStudy:
     t0 = time.monotonic()
     proc = snakemake("--cores", "2", "--configfile", str(TEST_CONFIG), "--directory", str(work))
     return ToyStudy(work, proc, time.monotonic() - t0)
+
+
+# ---- a small pre-trained series and NLI training data -------------------------------------
+
+SERIES_MODEL = {"model_type": "olmo", "hidden_size": 32, "num_hidden_layers": 1,
+                "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 128}
+SERIES_TRAIN = {"batch_size": 4, "seq_len": 64, "lr": 3e-3, "warmup_steps": 2, "vocab_size": 400,
+                "log_every": 5}
+NLI_TASK = {"name": "nli", "type": "classification", "template": "nli",
+            "labels": ["entailment", "neutral", "contradiction"]}
+
+
+@pytest.fixture(scope="session")
+def nli_series(tmp_path_factory) -> Path:
+    """A tiny-world series pre-trained here (checkpoints step0, step4, step10 under ckpt/) and
+    its tw_nli data (48 training records under data/tw_nli/)."""
+    from amuro.make_world import main as make_world_main
+    from amuro.pretrain import main as pretrain_main
+
+    root = tmp_path_factory.mktemp("series")
+    make_world_main([
+        "--people", "8", "--documents", "300", "--train-size", "48", "--demo-size", "4",
+        "--test-size", "8", "--datasets", "tw_nli", "--corpus", str(root / "corpus.txt"),
+        "--data-dir", str(root / "data"), "--summary", str(root / "summary.json"),
+    ])
+    pretrain_main([
+        "--corpus", str(root / "corpus.txt"), "--out-dir", str(root / "ckpt"),
+        "--save-steps", "0", "4", "10", "--model-config", json.dumps(SERIES_MODEL),
+        "--train", json.dumps(SERIES_TRAIN), "--whole-words", *NLI_TASK["labels"],
+    ])
+    return root
+
+
+@pytest.fixture
+def cli_error(capsys):
+    """Run an entry point that must fail on bad input; return its one-line error message
+    after checking it is one line, starts with 'error: ' and exits with status 2."""
+    from amuro.errors import run_cli
+
+    def run(main, argv) -> str:
+        with pytest.raises(SystemExit) as exc:
+            run_cli(main, argv)
+        assert exc.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "\n" not in err
+        return err
+
+    return run
+

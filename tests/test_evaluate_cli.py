@@ -1,9 +1,6 @@
 import csv
 import json
 
-import pytest
-
-from amuro.errors import run_cli
 from amuro.evaluate import COLUMNS, main, row_role
 from amuro.tasks import eval_set_to_dict
 
@@ -85,17 +82,13 @@ def test_evaluate_max_items_and_deterministic(tiny_checkpoint, eval_sets, tmp_pa
     assert len(a.splitlines()) == 2 * 2 * 3
 
 
-def test_label_not_in_label_set_fails_cleanly(tiny_checkpoint, eval_sets, tmp_path, capsys):
+def test_label_not_in_label_set_fails_cleanly(tiny_checkpoint, eval_sets, tmp_path, cli_error):
     s = eval_sets["tw_nli"]
     with open(s.test_path, "a") as fh:
         fh.write(json.dumps({"id": "bad7", "fields": {"premise": "a", "hypothesis": "b"},
                              "target": "maybe"}) + "\n")  # fmt: skip
     out = tmp_path / "out"
-    with pytest.raises(SystemExit) as exc:
-        run_cli(main, _argv(tiny_checkpoint, [s], out))
-    assert exc.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and "\n" not in err
+    err = cli_error(main, _argv(tiny_checkpoint, [s], out))
     assert s.test_path in err and "'bad7'" in err and "'target'" in err and "'maybe'" in err
     assert "entailment" in err
     assert not out.exists() or not any(out.iterdir())  # nothing half-written

@@ -502,17 +502,14 @@ BAD_MC = [  # (change to record 3, words the error must contain)
 
 
 @pytest.mark.parametrize("change,words", BAD_MC)
-def test_bad_mc_record_one_line_error(mc_checkpoint, mc_sets, tmp_path, capsys, change, words):
+def test_bad_mc_record_one_line_error(mc_checkpoint, mc_sets, tmp_path, cli_error, change,
+                                      words):
     s = mc_sets[0]
     rows = _mc_rows("t", 7)
     rows[2] = {**rows[2], **change}
     _write(tmp_path / "arc_test.jsonl", rows)
     out = tmp_path / "out"
-    with pytest.raises(SystemExit) as exc:
-        run_cli(main, _argv(mc_checkpoint, [s], out))
-    assert exc.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and "\n" not in err
+    err = cli_error(main, _argv(mc_checkpoint, [s], out))
     assert s.test_path in err and "record 3 (id 't2')" in err
     for word in words:
         assert word in err

@@ -6,46 +6,25 @@ import json
 
 import pytest
 import torch
+from conftest import NLI_TASK as NLI
+from conftest import SERIES_MODEL as MODEL
+from conftest import SERIES_TRAIN as TRAIN
 
 from amuro.errors import AmuroError
 from amuro.finetune import main as finetune_main
 from amuro.io import sha256_file
-from amuro.make_world import main as make_world_main
 from amuro.modeling import load_model, load_tokenizer
 from amuro.pretrain import main as pretrain_main
 from amuro.scoring import first_subtoken_ids
 
-MODEL = {"model_type": "olmo", "hidden_size": 32, "num_hidden_layers": 1,
-         "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 128}
-TRAIN = {"batch_size": 4, "seq_len": 64, "lr": 3e-3, "warmup_steps": 2, "vocab_size": 400,
-         "log_every": 5}
-NLI = {"name": "nli", "type": "classification", "template": "nli",
-       "labels": ["entailment", "neutral", "contradiction"]}
 
-
-@pytest.fixture(scope="module")
-def series(tmp_path_factory):
-    root = tmp_path_factory.mktemp("series")
-    make_world_main([
-        "--people", "8", "--documents", "300", "--train-size", "48", "--demo-size", "4",
-        "--test-size", "8", "--datasets", "tw_nli", "--corpus", str(root / "corpus.txt"),
-        "--data-dir", str(root / "data"), "--summary", str(root / "summary.json"),
-    ])
-    pretrain_main([
-        "--corpus", str(root / "corpus.txt"), "--out-dir", str(root / "ckpt"),
-        "--save-steps", "0", "4", "10", "--model-config", json.dumps(MODEL),
-        "--train", json.dumps(TRAIN), "--whole-words", *NLI["labels"],
-    ])
-    return root
-
-
-def test_series_reloads_with_manifest(series):
-    manifest = json.loads((series / "ckpt" / "manifest.json").read_text())
+def test_series_reloads_with_manifest(nli_series):
+    manifest = json.loads((nli_series / "ckpt" / "manifest.json").read_text())
     steps = [c["step"] for c in manifest["checkpoints"]]
     assert steps == [0, 4, 10]
     hashes = set()
     for entry in manifest["checkpoints"]:
-        folder = series / "ckpt" / entry["path"]
+        folder = nli_series / "ckpt" / entry["path"]
         assert entry["tokens"] == entry["step"] * TRAIN["batch_size"] * TRAIN["seq_len"]
         assert sha256_file(folder / "model.safetensors") == entry["sha256"]
         model, tok = load_model(folder), load_tokenizer(folder)
@@ -55,22 +34,23 @@ def test_series_reloads_with_manifest(series):
     assert len(hashes) == 3  # training changed the weights between checkpoints
 
 
-def test_pretraining_is_deterministic(series, tmp_path):
+def test_pretraining_is_deterministic(nli_series, tmp_path):
     pretrain_main([
-        "--corpus", str(series / "corpus.txt"), "--out-dir", str(tmp_path / "again"),
+        "--corpus", str(nli_series / "corpus.txt"), "--out-dir", str(tmp_path / "again"),
         "--save-steps", "0", "4", "10", "--model-config", json.dumps(MODEL),
         "--train", json.dumps(TRAIN), "--whole-words", *NLI["labels"],
     ])
     again = json.loads((tmp_path / "again" / "manifest.json").read_text())["checkpoints"]
-    first = json.loads((series / "ckpt" / "manifest.json").read_text())["checkpoints"]
+    first = json.loads((nli_series / "ckpt" / "manifest.json").read_text())["checkpoints"]
     assert [c["sha256"] for c in again] == [c["sha256"] for c in first]
 
 
-def test_short_finetune_lowers_training_loss(series, tmp_path):
+def test_short_finetune_lowers_training_loss(nli_series, tmp_path):
     out = tmp_path / "ft"
     finetune_main([
-        "--checkpoint", str(series / "ckpt" / "step10"),
-        "--train", str(series / "data" / "tw_nli" / "train.jsonl"), "--task", json.dumps(NLI),
+        "--checkpoint", str(nli_series / "ckpt" / "step10"),
+        "--train", str(nli_series / "data" / "tw_nli" / "train.jsonl"),
+        "--task", json.dumps(NLI),
         "--settings", json.dumps({"epochs": 4, "batch_size": 8, "lr": 3e-3, "max_length": 128,
                                   "seed": 1, "max_examples": 48}),
         "--out", str(out),
@@ -82,15 +62,16 @@ def test_short_finetune_lowers_training_loss(series, tmp_path):
     assert sum(last_epoch) / len(last_epoch) < 0.8 * sum(first_epoch) / len(first_epoch)
     assert settings["n_examples"] == 48 and settings["steps"] == 24
     reloaded = load_model(out)
-    base = load_model(series / "ckpt" / "step10")
+    base = load_model(nli_series / "ckpt" / "step10")
     assert not torch.equal(reloaded.lm_head.weight, base.lm_head.weight)
 
 
-def test_lora_switch_trains_adapters_and_saves_a_plain_model(series, tmp_path):
+def test_lora_switch_trains_adapters_and_saves_a_plain_model(nli_series, tmp_path):
     out = tmp_path / "lora"
     finetune_main([
-        "--checkpoint", str(series / "ckpt" / "step10"),
-        "--train", str(series / "data" / "tw_nli" / "train.jsonl"), "--task", json.dumps(NLI),
+        "--checkpoint", str(nli_series / "ckpt" / "step10"),
+        "--train", str(nli_series / "data" / "tw_nli" / "train.jsonl"),
+        "--task", json.dumps(NLI),
         "--settings", json.dumps({"epochs": 1, "batch_size": 8, "lr": 1e-2, "max_length": 128,
                                   "lora": {"r": 4, "alpha": 8}}),
         "--out", str(out),
@@ -103,9 +84,10 @@ def test_lora_switch_trains_adapters_and_saves_a_plain_model(series, tmp_path):
     assert keys and not any("lora" in k for k in keys)  # adapters merged into the weights
 
 
-def test_finetune_rejects_bad_settings_and_labels(series, tmp_path):
-    args = ["--checkpoint", str(series / "ckpt" / "step10"),
-            "--train", str(series / "data" / "tw_nli" / "train.jsonl"), "--out", str(tmp_path)]
+def test_finetune_rejects_bad_settings_and_labels(nli_series, tmp_path):
+    args = ["--checkpoint", str(nli_series / "ckpt" / "step10"),
+            "--train", str(nli_series / "data" / "tw_nli" / "train.jsonl"),
+            "--out", str(tmp_path)]
     with pytest.raises(AmuroError, match="'lr' must be > 0"):
         finetune_main([*args, "--task", json.dumps(NLI), "--settings", '{"lr": -1}'])
     two_labels = {**NLI, "labels": ["entailment", "neutral"]}

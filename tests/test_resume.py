@@ -17,43 +17,21 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import NLI_TASK as NLI
 from safetensors.torch import load_file
 
 from amuro.io import sha256_file
-from amuro.make_world import main as make_world_main
-from amuro.pretrain import main as pretrain_main
 
-NLI = {"name": "nli", "type": "classification", "template": "nli",
-       "labels": ["entailment", "neutral", "contradiction"]}
-# 24 examples, batch 8: 3 steps an epoch, 6 in all; a stop at step 4 is inside epoch 2.
+# 24 of the series' 48 NLI records, batch 8: 3 steps an epoch, 6 in all; a stop at step 4 is
+# inside epoch 2.
 SETTINGS = {"epochs": 2, "batch_size": 8, "lr": 3e-3, "max_length": 128, "seed": 1,
             "max_examples": 24, "warmup_ratio": 0.2}
 ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
        "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("resume")
-    make_world_main([
-        "--people", "6", "--documents", "150", "--train-size", "24", "--demo-size", "4",
-        "--test-size", "8", "--datasets", "tw_nli", "--corpus", str(root / "corpus.txt"),
-        "--data-dir", str(root / "data"), "--summary", str(root / "summary.json"),
-    ])
-    pretrain_main([
-        "--corpus", str(root / "corpus.txt"), "--out-dir", str(root / "ckpt"),
-        "--save-steps", "0", "3", "--model-config", json.dumps({
-            "model_type": "olmo", "hidden_size": 32, "num_hidden_layers": 2,
-            "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 128}),
-        "--train", json.dumps({"batch_size": 4, "seq_len": 64, "lr": 3e-3, "warmup_steps": 1,
-                               "vocab_size": 400, "log_every": 5}),
-        "--whole-words", *NLI["labels"],
-    ])
-    return root
-
-
 def command(root: Path, out: Path, state: Path | None, settings=SETTINGS, *extra) -> list[str]:
-    cmd = [sys.executable, "-m", "amuro.finetune", "--checkpoint", str(root / "ckpt" / "step3"),
+    cmd = [sys.executable, "-m", "amuro.finetune", "--checkpoint", str(root / "ckpt" / "step10"),
            "--train", str(root / "data" / "tw_nli" / "train.jsonl"), "--task", json.dumps(NLI),
            "--settings", json.dumps(settings), "--out", str(out), *extra]
     return cmd + (["--state-dir", str(state)] if state else [])
@@ -80,10 +58,10 @@ def run_and_kill(cmd, state: Path, hold: str, sig: int) -> subprocess.CompletedP
 
 
 @pytest.fixture(scope="module")
-def reference(setup, tmp_path_factory):
+def reference(nli_series, tmp_path_factory):
     """An uninterrupted run (with state saving on, which must not change anything)."""
     base = tmp_path_factory.mktemp("reference")
-    proc = run(command(setup, base / "model", base / "state", SETTINGS,
+    proc = run(command(nli_series, base / "model", base / "state", SETTINGS,
                        "--save-every-steps", "2"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert not (base / "state").exists()  # removed once the model is saved
@@ -95,10 +73,10 @@ def assert_same_model(out: Path, reference: Path):
     assert (out / "train_log.csv").read_text() == (reference / "train_log.csv").read_text()
 
 
-def test_sigterm_saves_state_and_the_rerun_matches_an_uninterrupted_run(setup, reference,
+def test_sigterm_saves_state_and_the_rerun_matches_an_uninterrupted_run(nli_series, reference,
                                                                        tmp_path):
     out, state = tmp_path / "model", tmp_path / "state"
-    cmd = command(setup, out, state)  # no interval saves: only the signal saves
+    cmd = command(nli_series, out, state)  # no interval saves: only the signal saves
     killed = run_and_kill(cmd, state, "nli:4", signal.SIGTERM)
     assert killed.returncode == 143, killed.stderr[-3000:]
     assert "stopped by SIGTERM after step 4" in killed.stderr
@@ -113,9 +91,9 @@ def test_sigterm_saves_state_and_the_rerun_matches_an_uninterrupted_run(setup, r
     assert not state.exists()
 
 
-def test_sigkill_loses_only_the_steps_after_the_last_interval_save(setup, reference, tmp_path):
+def test_sigkill_loses_only_the_steps_after_the_last_interval_save(nli_series, reference, tmp_path):
     out, state = tmp_path / "model", tmp_path / "state"
-    cmd = command(setup, out, state, SETTINGS, "--save-every-steps", "2")
+    cmd = command(nli_series, out, state, SETTINGS, "--save-every-steps", "2")
     killed = run_and_kill(cmd, state, "nli:5", signal.SIGKILL)  # no chance to save
     assert killed.returncode == -signal.SIGKILL
     assert json.loads((state / "LATEST").read_text())["step"] == 4
@@ -126,14 +104,14 @@ def test_sigkill_loses_only_the_steps_after_the_last_interval_save(setup, refere
     assert_same_model(out, reference)
 
 
-def test_state_from_different_settings_is_never_resumed(setup, reference, tmp_path):
+def test_state_from_different_settings_is_never_resumed(nli_series, reference, tmp_path):
     out, state = tmp_path / "model", tmp_path / "state"
     other = {**SETTINGS, "lr": 1e-3}
-    killed = run_and_kill(command(setup, tmp_path / "other", state, other), state, "nli:4",
+    killed = run_and_kill(command(nli_series, tmp_path / "other", state, other), state, "nli:4",
                           signal.SIGTERM)
     assert killed.returncode == 143 and (state / "LATEST").exists()
 
-    rerun = run(command(setup, out, state))
+    rerun = run(command(nli_series, out, state))
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "saved state is from a different run" in rerun.stderr
     assert "resumed" not in rerun.stderr
@@ -141,12 +119,12 @@ def test_state_from_different_settings_is_never_resumed(setup, reference, tmp_pa
 
 
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
-def test_two_processes_take_the_same_steps_as_one(setup, reference, tmp_path, strategy):
+def test_two_processes_take_the_same_steps_as_one(nli_series, reference, tmp_path, strategy):
     """torchrun with 2 processes (gloo on CPU): the global batch is split between them and
     the loss normalised over the whole batch, so the run equals the single-process one up to
     the order of float sums. 24 examples in batches of 8 split 4 + 4."""
     out = tmp_path / "model"
-    proc = run(command(setup, out, None, {**SETTINGS, "parallel": strategy}, "--gpus", "2",
+    proc = run(command(nli_series, out, None, {**SETTINGS, "parallel": strategy}, "--gpus", "2",
                        "--threads", "2"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"x2 {strategy}" in proc.stderr
@@ -161,12 +139,12 @@ def test_two_processes_take_the_same_steps_as_one(setup, reference, tmp_path, st
     assert losses == pytest.approx(ref, rel=1e-4)
 
 
-def test_a_process_left_without_examples_still_takes_its_part(setup, tmp_path):
+def test_a_process_left_without_examples_still_takes_its_part(nli_series, tmp_path):
     """17 examples in batches of 8: the last step has one example, so one of two processes
     has none; the run must still equal the single-process one."""
     settings = {**SETTINGS, "max_examples": 17, "epochs": 1}
-    single = run(command(setup, tmp_path / "one", None, settings))
-    double = run(command(setup, tmp_path / "two", None, settings, "--gpus", "2"))
+    single = run(command(nli_series, tmp_path / "one", None, settings))
+    double = run(command(nli_series, tmp_path / "two", None, settings, "--gpus", "2"))
     assert single.returncode == 0 and double.returncode == 0, double.stderr[-3000:]
     one, two = (load_file(tmp_path / d / "model.safetensors") for d in ("one", "two"))
     for name in one:
