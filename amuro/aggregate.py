@@ -3,23 +3,29 @@
     python -m amuro.aggregate --metrics results/eval/*/*/*/metrics.csv \\
         --manifest tiny=results/checkpoints/tiny/manifest.json \\
         --perf results/perf.csv --diff results/ft_vs_base.csv --scores results/scores.parquet \\
-        --base-shots 4 --ft-shots 0 --bootstrap-resamples 1000 --bootstrap-seed 1
+        --base-shots 4 --ft-shots 4 --bootstrap-resamples 1000 --bootstrap-seed 1
 
-perf.csv has one row per (model, step, tuning, train_task, eval_set, role, format, shots, metric)
-with eval_task, eval_type, tokens (from the checkpoint manifest; empty without one), value,
-ci_low, ci_high, n, n_truncated and scoring. Every figure and summary table is a query over it.
-ft_vs_base.csv (--diff): every eval set of every fine-tuned model (ft shots) against its base
-checkpoint (base shots) on the same items. scores.parquet (--scores): every per-example score,
-for the intervals of the analysis tables (python -m amuro.tables). Outputs are written
-atomically, so a failed run leaves no partial file.
+perf.csv (columns: amuro.schema.PERF_COLUMNS) has one row per (model, step, tuning,
+train_task, seed, eval_set, role, format, shots, metric) with eval_task, eval_type, tokens (from
+the checkpoint manifest; empty without one), value, ci_low, ci_high, n, n_truncated, top_share
+and empty_share (share of the most frequent and of empty predictions, from predictions.jsonl)
+and scoring. `seed` is the fine-tuning seed (0 for base checkpoints; a metrics file without the
+column is read as seed 0). Every figure and summary table is a query over it.
+ft_vs_base.csv (--diff): every eval set of every fine-tuned model (ft shots, averaged over its
+seeds) against its base checkpoint (base shots) on the same items, with n_seeds.
+scores.parquet (--scores): every per-example score, for the intervals of the analysis tables
+(python -m amuro.tables). Outputs are written atomically, so a failed run leaves no partial
+file.
 
 Uncertainty (amuro.bootstrap): every metrics CSV must have its `predictions.jsonl` beside it
 (one row per scored example, as the evaluation step writes it); the per-example scores must
 reproduce the metrics row's n and value. perf.csv CIs are percentile-bootstrap CIs of each
-cell's mean; FT-vs-base CIs pair items by `id` (an id on only one side is left out of the paired
-statistic and counted in the summary). Each cell is seeded with the --bootstrap-seed
-plus a CRC32 of its key, so results do not depend on the order of the input files. With
---bootstrap-resamples 0 every CI equals its point estimate.
+cell's mean (each seed its own cell), each seeded with the --bootstrap-seed plus a CRC32 of its
+key, so results do not depend on the order of the input files. FT-vs-base CIs pair items by
+`id` (an id not scored by every seed of both sides is left out of the paired statistic and
+counted in the summary) and come from the study's joint bootstrap (amuro.bootstrap.
+JointBootstrap: items of each eval set and fine-tuning seeds resampled together, the same draws
+as the analysis tables). With --bootstrap-resamples 0 every CI equals its point estimate.
 """
 
 from __future__ import annotations
@@ -43,11 +49,13 @@ from amuro.analysis.scores import (
     Pairing,
     ScoreBook,
     cell_seed,
-    read_scores,
+    collapse_seeds,
+    read_scores_and_shares,
     write_scores,
 )
 from amuro.errors import AmuroError, run_cli
 from amuro.io import atomic_path
+from amuro.schema import PERF_COLUMNS
 
 # The evaluation step's output, column for column; read with these dtypes, never inferred.
 METRICS_SCHEMA: dict[str, pl.DataType] = {
@@ -55,6 +63,7 @@ METRICS_SCHEMA: dict[str, pl.DataType] = {
     "step": pl.Int64(),
     "tuning": pl.String(),
     "train_task": pl.String(),
+    "seed": pl.Int64(),
     "eval_task": pl.String(),
     "eval_type": pl.String(),
     "eval_set": pl.String(),
@@ -69,23 +78,21 @@ METRICS_SCHEMA: dict[str, pl.DataType] = {
 }
 # May be empty: train_task for base models; scoring is descriptive only.
 OPTIONAL_COLUMNS = {"train_task", "scoring"}
+# May be absent from the header (files written before fine-tuning seeds): read as 0.
+DEFAULTED_COLUMNS = {"seed": 0}
 EVAL_TYPES = {"classification", "generation", "multiple_choice"}
 FT_KEY = ["model", "step", "tuning", "train_task"]
 ROLES = {"ID", "OOD", "cross"}
 
 # A score is identified by this; role is a property of the set, so it is not part of it.
-SCORE_KEY = ["model", "step", "tuning", "train_task", "eval_set", "format", "shots", "metric"]
-PERF_SORT = ["model", "step", "tuning", "train_task", "eval_set", "role", "format", "shots",
+SCORE_KEY = ["model", "step", "tuning", "train_task", "seed", "eval_set", "format", "shots",
              "metric"]
-PERF_COLUMNS = [
-    "model", "step", "tokens", "tuning", "train_task", "eval_task", "eval_type", "eval_set",
-    "role", "format", "shots", "metric", "value", "ci_low", "ci_high", "n", "n_truncated",
-    "scoring",
-]
+PERF_SORT = ["model", "step", "tuning", "train_task", "seed", "eval_set", "role", "format",
+             "shots", "metric"]
 DIFF_COLUMNS = [
     "model", "step", "tokens", "tuning", "train_task", "eval_task", "eval_type", "eval_set",
     "role", "format", "metric", "base_shots", "ft_shots", "base_value", "ft_value", "diff",
-    "diff_ci_low", "diff_ci_high", "n_paired", "n_unpaired",
+    "diff_ci_low", "diff_ci_high", "n_paired", "n_unpaired", "n_seeds",
 ]
 DIFF_SORT = ["model", "step", "tuning", "train_task", "eval_set", "role", "format", "metric"]
 
@@ -103,7 +110,7 @@ def read_metrics_file(path: str | Path) -> pl.DataFrame:
     """One metrics CSV, checked: exact columns, dtypes, no empty required fields, known values."""
     path = Path(path)
     header = _header(path)
-    missing = [c for c in METRICS_SCHEMA if c not in header]
+    missing = [c for c in METRICS_SCHEMA if c not in header and c not in DEFAULTED_COLUMNS]
     extra = [c for c in header if c not in METRICS_SCHEMA]
     if missing:
         raise AmuroError(f"{path}: missing column(s) {', '.join(missing)}")
@@ -116,6 +123,8 @@ def read_metrics_file(path: str | Path) -> pl.DataFrame:
     except pl.exceptions.PolarsError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise AmuroError(f"{path}: cannot read ({first})") from None
+    df = df.with_columns(pl.lit(v, dtype=METRICS_SCHEMA[c]).alias(c)
+                         for c, v in DEFAULTED_COLUMNS.items() if c not in header)
     # "" and a quoted "" both mean "no value" (base models have no train_task).
     df = df.select(list(METRICS_SCHEMA)).with_columns(
         pl.when(pl.col(c).str.strip_chars() != "").then(pl.col(c)).alias(c)
@@ -140,6 +149,8 @@ def _check_values(df: pl.DataFrame, path: Path) -> None:
     fail(~pl.col("role").is_in(sorted(ROLES)), f"role must be one of {', '.join(sorted(ROLES))}")
     is_base = pl.col("tuning") == BASE_TUNING
     fail(is_base & pl.col("train_task").is_not_null(), "base model with a train_task")
+    fail(pl.col("seed") < 0, "negative seed")
+    fail(is_base & (pl.col("seed") != 0), "base model with a fine-tuning seed other than 0")
     fail(~is_base & pl.col("train_task").is_null(), "fine-tuned model without a train_task")
     # The MRC picks cross-task sets by role; a contradicting row would be silently excluded.
     fail((pl.col("role") == "cross") & (is_base | (pl.col("eval_task") == pl.col(
@@ -238,15 +249,24 @@ def attach_tokens(metrics: pl.DataFrame, manifests: list[pl.DataFrame]) -> pl.Da
     return out
 
 
-def build_perf(metrics: pl.DataFrame) -> pl.DataFrame:
-    """The tidy perf table without its CIs (see add_perf_ci): fixed columns, sorted."""
+def build_perf(metrics: pl.DataFrame, shares: dict[tuple, tuple] | None = None) -> pl.DataFrame:
+    """The tidy perf table without its CIs (see add_perf_ci): fixed columns, sorted.
+
+    `shares` ({CELL_KEY tuple: (top_share, empty_share)}, from read_scores_and_shares) fills
+    top_share and empty_share; cells missing from it get nulls."""
+    shares = shares or {}
+    keys = [tuple(r) for r in metrics.select(CELL_KEY).iter_rows()]
+    top = [shares.get(k, (None, None))[0] for k in keys]
+    empty = [shares.get(k, (None, None))[1] for k in keys]
+    metrics = metrics.with_columns(top_share=pl.Series(top, dtype=pl.Float64),
+                                   empty_share=pl.Series(empty, dtype=pl.Float64))
     cols = [c for c in PERF_COLUMNS if c not in ("ci_low", "ci_high")]
     return metrics.select(cols).sort(PERF_SORT, nulls_last=False)
 
 
 def add_perf_ci(perf: pl.DataFrame, scores: dict[tuple, Cell], n_resamples: int,
                 seed: int) -> pl.DataFrame:
-    """ci_low / ci_high: percentile-bootstrap CI of each cell's mean score."""
+    """ci_low / ci_high: percentile-bootstrap CI of each cell's mean score (one seed)."""
     low, high = [], []
     for r in perf.iter_rows(named=True):
         if n_resamples == 0:
@@ -270,11 +290,14 @@ def ft_vs_base(perf: pl.DataFrame, pairing: Pairing, n_resamples: int,
                seed: int) -> pl.DataFrame:
     """Every eval set of every fine-tuned model (ft shots) vs its base checkpoint (base shots).
 
-    base_value / ft_value / diff are means over the items both sides scored (n_paired);
-    n_unpaired counts ids scored on one side only. Rows without a base cell keep null values.
+    One row per fine-tuned cell pooled over its seeds (n_seeds). base_value / ft_value / diff
+    are means over the items every seed of both sides scored (n_paired; the fine-tuned side
+    averaged over its seeds); n_unpaired counts ids left out. The interval comes from the
+    study's joint bootstrap (items and seeds). Rows without a base cell keep null values.
     """
-    ft = perf.filter((pl.col("tuning") != BASE_TUNING)
-                     & (pl.col("shots") == pairing.ft_shots))
+    joint = pairing.book.joint(n_resamples, seed)
+    ft = collapse_seeds(perf.filter((pl.col("tuning") != BASE_TUNING)
+                                    & (pl.col("shots") == pairing.ft_shots)))
     rows = []
     for r in ft.iter_rows(named=True):
         key = [r[k] for k in FT_KEY]
@@ -282,23 +305,20 @@ def ft_vs_base(perf: pl.DataFrame, pairing: Pairing, n_resamples: int,
         out = {k: r[k] for k in DIFF_COLUMNS if k in r}
         out.update(base_shots=pairing.base_shots, ft_shots=pairing.ft_shots, base_value=None,
                    ft_value=None, diff=None, diff_ci_low=None, diff_ci_high=None, n_paired=0,
-                   n_unpaired=pairing.unpaired_counts(*key, r["eval_set"], r["format"],
-                                                      r["metric"]))
-        if pair is not None and pair[0].size:
-            f, b = pair
-            out.update(base_value=float(b.mean()), ft_value=float(f.mean()), n_paired=f.size)
-            out["diff"] = out["ft_value"] - out["base_value"]
-            if n_resamples == 0:
-                out["diff_ci_low"] = out["diff_ci_high"] = out["diff"]
-            else:
-                out["diff_ci_low"], out["diff_ci_high"] = bootstrap.paired_diff_ci(
-                    f, b, n_resamples,
-                    cell_seed(seed, "diff", *key, r["eval_set"], r["format"], r["metric"]))
+                   n_seeds=r["n_seeds"])
+        if pair is not None and pair.size:
+            f, b = pair.means()
+            point, lo, hi = joint.ci([pair], "diff")
+            out.update(base_value=b, ft_value=f, diff=point, diff_ci_low=lo, diff_ci_high=hi,
+                       n_paired=pair.size, n_seeds=pair.a.shape[0])
+        out["n_unpaired"] = pairing.unpaired_counts(*key, r["eval_set"], r["format"],
+                                                    r["metric"])
         rows.append(out)
     schema = {c: perf.schema[c] for c in DIFF_COLUMNS if c in perf.columns}
     schema.update(base_shots=pl.Int64, ft_shots=pl.Int64, base_value=pl.Float64,
                   ft_value=pl.Float64, diff=pl.Float64, diff_ci_low=pl.Float64,
-                  diff_ci_high=pl.Float64, n_paired=pl.Int64, n_unpaired=pl.Int64)
+                  diff_ci_high=pl.Float64, n_paired=pl.Int64, n_unpaired=pl.Int64,
+                  n_seeds=pl.Int64)
     df = pl.DataFrame(rows, schema={c: schema[c] for c in DIFF_COLUMNS})
     return df.sort(DIFF_SORT, nulls_last=False)
 
@@ -330,7 +350,7 @@ def _parser() -> argparse.ArgumentParser:
                    "eval_set, format, shots, id, score)")
     p.add_argument("--base-shots", type=int, default=4,
                    help="shots of the base checkpoint in ft_vs_base (default: %(default)s)")
-    p.add_argument("--ft-shots", type=int, default=0,
+    p.add_argument("--ft-shots", type=int, default=4,
                    help="shots of the fine-tuned model in ft_vs_base (default: %(default)s)")
     p.add_argument("--bootstrap-resamples", type=int, default=1000, metavar="N",
                    help="bootstrap resamples per CI (default: %(default)s; 0: no resampling, "
@@ -349,8 +369,8 @@ def main(argv: list[str] | None = None) -> None:
     metrics = read_metrics(args.metrics)
     models = sorted(metrics["model"].unique().to_list())
     manifests = [read_manifest(spec, models) for spec in args.manifest]
-    perf = build_perf(attach_tokens(metrics, manifests))
-    cells = read_scores(metrics)
+    cells, shares = read_scores_and_shares(metrics)
+    perf = build_perf(attach_tokens(metrics, manifests), shares)
     n_boot, seed = args.bootstrap_resamples, args.bootstrap_seed
     perf = add_perf_ci(perf, cells, n_boot, seed)
     pairing = Pairing(ScoreBook(cells), args.base_shots, args.ft_shots)

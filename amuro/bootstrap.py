@@ -12,7 +12,12 @@ The paper's released code bootstraps per-example scores with `scipy.stats.bootst
   resampled within each set (stratified: each set keeps its size), jointly for the fine-tuned
   and the base scores. `scipy.stats.bootstrap` cannot stratify, so this one resamples indices
   with numpy; it draws them exactly as scipy does (`rng.integers(0, n, (resamples, n))`), so for
-  a single set it reproduces scipy's paired percentile bootstrap of the ratio.
+  a single set it reproduces scipy's paired percentile bootstrap of the ratio. Each call
+  resamples on its own: for intervals of one cell or of sets that share no items.
+- `JointBootstrap`: the study-wide bootstrap every pooled statistic of the analysis tables uses
+  (MRC, OOD ratio, groups' rise, Table 5 and FT − base). Each replicate draws one resample of
+  each eval set's items and one of the fine-tuning seeds; every cell of a set (any checkpoint,
+  task, tuning) is read through that set's draw, every fine-tuned cell through the seed draw.
 
 Every function is deterministic for a given seed; degenerate inputs (fewer than two items, no
 variation, zero resamples) give the point estimate as both bounds, without calling scipy.
@@ -21,7 +26,10 @@ variation, zero resamples) give the point estimate as both bounds, without calli
 from __future__ import annotations
 
 import inspect
+import math
+import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
@@ -191,3 +199,200 @@ def mrc_ci(
 ) -> tuple[float, float]:
     """CI of the mean ratio of change (a fraction): set_mean_ci with statistic "ratio"."""
     return set_mean_ci(pairs, n_resamples, seed, "ratio", confidence)
+
+
+# --- the joint bootstrap ----------------------------------------------------------------------
+
+
+def derive_seed(seed: int, *key) -> int:
+    """A seed per named draw, independent of the order anything is visited in."""
+    text = "|".join("" if k is None else str(k) for k in key)
+    return seed + zlib.crc32(text.encode("utf-8"))
+
+
+@dataclass(frozen=True, eq=False)
+class Unit:
+    """Two sides scored on the same items of one eval set: `a` and `b` are (seeds x items)
+    arrays, columns aligned with `ids`. `a_seeds` / `b_seeds` name each side's seeds (rows), or
+    are None for a side with no seed axis (a base checkpoint: never seed-resampled)."""
+
+    eval_set: str
+    ids: tuple
+    a: np.ndarray
+    b: np.ndarray
+    a_seeds: tuple | None
+    b_seeds: tuple | None
+
+    @property
+    def size(self) -> int:
+        return len(self.ids)
+
+    def means(self) -> tuple[float, float]:
+        """Each side's mean over its seeds of its mean over the items."""
+        return float(self.a.mean()), float(self.b.mean())
+
+
+class JointBootstrap:
+    """One percentile bootstrap shared by every pooled statistic of a study.
+
+    Replicate r draws, for every eval set, one resample of that set's items (its `universe`:
+    every id any cell of the set scored, sorted) and one resample of the fine-tuning seeds
+    (`seeds`, the seed axis). Every checkpoint, task and tuning that scored the set is read
+    through the same item draw, and every fine-tuned cell through the same seed draw, so the
+    sampling error they share is not averaged away as if they were independent.
+
+    The draws (documented, so they can be checked by hand):
+      items of set s: default_rng(derive_seed(seed, "items", s)).integers(0, N_s, (B, N_s))
+      seeds:          default_rng(derive_seed(seed, "seeds")).integers(0, S, (B, S))
+    A side's resampled mean is the mean over its drawn seeds of the mean over its drawn items;
+    a side scoring only some of the set's items averages the drawn items it has (a replicate
+    drawing none of them is left out), a side holding only some of the seeds averages the drawn
+    seeds it has (all its seeds equally when the replicate drew none of them). A base side has
+    no seed axis. Deterministic for a given seed; n_resamples 0 gives point estimates.
+    """
+
+    def __init__(self, universes: dict[str, Sequence[str]], seeds: Sequence[int],
+                 n_resamples: int, seed: int, confidence: float = 0.95):
+        _check(n_resamples, confidence)
+        self.n_resamples, self.seed, self.confidence = n_resamples, seed, confidence
+        self.universes = {k: list(v) for k, v in universes.items()}
+        self.seed_axis = list(seeds)
+        self._pos = {k: {i: p for p, i in enumerate(v)} for k, v in self.universes.items()}
+        self._items: dict[str, np.ndarray] = {}
+        self._seeds: np.ndarray | None = None
+        self._memo: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+    # the draws, as counts: weights[r, i] = how often replicate r drew item (or seed) i
+    def item_indices(self, eval_set: str) -> np.ndarray:
+        n = len(self.universes[eval_set])
+        rng = np.random.default_rng(derive_seed(self.seed, "items", eval_set))
+        return rng.integers(0, n, (self.n_resamples, n))
+
+    def seed_indices(self) -> np.ndarray:
+        s = len(self.seed_axis)
+        rng = np.random.default_rng(derive_seed(self.seed, "seeds"))
+        return rng.integers(0, s, (self.n_resamples, s))
+
+    @staticmethod
+    def _counts(idx: np.ndarray, n: int) -> np.ndarray:
+        b = idx.shape[0]
+        flat = (idx + n * np.arange(b)[:, None]).ravel()
+        return np.bincount(flat, minlength=b * n).reshape(b, n).astype(float)
+
+    def item_weights(self, eval_set: str) -> np.ndarray:
+        if eval_set not in self._items:
+            n = len(self.universes[eval_set])
+            self._items[eval_set] = self._counts(self.item_indices(eval_set), n)
+        return self._items[eval_set]
+
+    def seed_weights(self) -> np.ndarray:
+        if self._seeds is None:
+            self._seeds = self._counts(self.seed_indices(), len(self.seed_axis))
+        return self._seeds
+
+    def side_means(self, eval_set: str, ids: Sequence[str], values: np.ndarray,
+                   seeds: Sequence[int] | None) -> np.ndarray:
+        """(B,) resampled means of one side (seeds x items, columns = ids); nan where the
+        replicate drew none of its items. Memoised per values array (kept alive here), so a
+        side shared by several statistics (a ScoreBook returns the same Unit) is resampled
+        once."""
+        memo = (id(values), eval_set, tuple(ids), None if seeds is None else tuple(seeds))
+        hit = self._memo.get(memo)
+        if hit is not None and hit[0] is values:
+            return hit[1]
+        out = self._side_means(eval_set, ids, values, seeds)
+        self._memo[memo] = (values, out)
+        return out
+
+    def _side_means(self, eval_set, ids, values, seeds) -> np.ndarray:
+        if eval_set not in self.universes:
+            raise ValueError(f"eval set {eval_set!r} is not in the bootstrap's universes")
+        pos = self._pos[eval_set]
+        try:
+            cols = [pos[i] for i in ids]
+        except KeyError as err:
+            raise ValueError(f"item {err.args[0]!r} is not in eval set {eval_set!r}") from None
+        w = self.item_weights(eval_set)
+        if len(cols) != w.shape[1] or cols != list(range(w.shape[1])):
+            w = w[:, cols]  # (B, n): only the items this side scored
+        values = np.atleast_2d(np.asarray(values, dtype=float))
+        per_seed = w @ values.T  # (B, S): sums over the drawn items
+        total = w.sum(axis=1)
+        if seeds is None:
+            pooled = per_seed.mean(axis=1)
+        else:
+            where = {s: k for k, s in enumerate(self.seed_axis)}
+            try:
+                v = self.seed_weights()[:, [where[s] for s in seeds]]  # (B, S)
+            except KeyError as err:
+                raise ValueError(f"seed {err.args[0]!r} is not on the seed axis") from None
+            drawn = v.sum(axis=1)
+            pooled = np.where(drawn > 0, (per_seed * v).sum(axis=1) / np.maximum(drawn, 1),
+                              per_seed.mean(axis=1))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(total > 0, pooled / np.where(total > 0, total, 1), np.nan)
+
+    def unit_means(self, unit: Unit) -> tuple[np.ndarray, np.ndarray]:
+        return (self.side_means(unit.eval_set, unit.ids, unit.a, unit.a_seeds),
+                self.side_means(unit.eval_set, unit.ids, unit.b, unit.b_seeds))
+
+    def thetas(self, units: Sequence[Unit], statistic: str = "diff") -> np.ndarray:
+        """(B,) replicates of the mean over units of each unit's statistic ("diff": a − b,
+        "ratio": (a − b) / b, units with b = 0 left out of that replicate); nan where no unit
+        could be used."""
+        if statistic not in ("ratio", "diff"):
+            raise ValueError(f"statistic must be 'ratio' or 'diff', got {statistic!r}")
+        total = np.zeros(self.n_resamples)
+        count = np.zeros(self.n_resamples)
+        for u in units:
+            if not u.size:
+                continue
+            a, b = self.unit_means(u)
+            value, ok = _set_stat(a, np.nan_to_num(b, nan=0.0), statistic)
+            ok = ok & np.isfinite(a) & np.isfinite(b)
+            total += np.where(ok, value, 0.0)
+            count += ok
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+    def interval(self, thetas: np.ndarray) -> tuple[float, float]:
+        """Percentile interval of replicates (nan ones dropped); (nan, nan) if none is left."""
+        theta = np.asarray(thetas, dtype=float)
+        theta = theta[np.isfinite(theta)]
+        if theta.size == 0:
+            return float("nan"), float("nan")
+        alpha = (1 - self.confidence) / 2
+        low, high = np.quantile(theta, [alpha, 1 - alpha])
+        return float(low), float(high)
+
+    def ci(self, units: Sequence[Unit], statistic: str = "diff") -> tuple[float, float, float]:
+        """(point, low, high) of the mean over units of their statistic; the point uses every
+        unit's seed-mean of item means. n_resamples 0: low = high = point."""
+        point = pooled_point(units, statistic)
+        if math.isnan(point) or self.n_resamples == 0:
+            return point, point, point
+        low, high = self.interval(self.thetas(units, statistic))
+        return point, low, high
+
+    def difference_ci(self, first: Sequence[Unit], second: Sequence[Unit],
+                      statistic: str = "diff") -> tuple[float, float, float]:
+        """(point, low, high) of pooled(first) − pooled(second), both read through the same
+        replicates."""
+        point = pooled_point(first, statistic) - pooled_point(second, statistic)
+        if math.isnan(point) or self.n_resamples == 0:
+            return point, point, point
+        low, high = self.interval(self.thetas(first, statistic)
+                                  - self.thetas(second, statistic))
+        return point, low, high
+
+
+def pooled_point(units: Sequence[Unit], statistic: str = "diff") -> float:
+    """Mean over units of their statistic on the full data; nan if no unit can be used."""
+    values = []
+    for u in units:
+        if u.size:
+            a, b = u.means()
+            value, ok = _set_stat(np.array([a]), np.array([b]), statistic)
+            if ok[0]:
+                values.append(float(value[0]))
+    return float(np.mean(values)) if values else float("nan")

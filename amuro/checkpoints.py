@@ -207,6 +207,16 @@ def refuse_random_init(info: dict, checkpoint: str) -> None:
                          "trust_remote_code: true?")
 
 
+def load_failure(err: BaseException) -> str:
+    """What went wrong loading a model or tokenizer, in one line (type and first line)."""
+    first = (str(err).strip().splitlines() or [""])[0][:300]
+    if type(err).__name__ == "UnpicklingError":
+        # transformers reads pickled .bin weights with torch.load(weights_only=True) only
+        first = ("a pickled weights file that torch's weights-only loader refuses: it would "
+                 "run code or holds objects other than tensors; refusing")
+    return f"{type(err).__name__}: {first}"
+
+
 def load_checked(path: str | Path, *, label: str | None = None, dtype="auto",
                  trust_remote_code: bool = False, use_safetensors: bool | None = True, **kwargs):
     """from_pretrained a local folder and refuse newly initialised weights; returns the model.
@@ -224,10 +234,11 @@ def load_checked(path: str | Path, *, label: str | None = None, dtype="auto",
         model, info = AutoModelForCausalLM.from_pretrained(
             path, dtype=dtype, trust_remote_code=trust_remote_code,
             use_safetensors=use_safetensors, output_loading_info=True, **kwargs)
-    except (OSError, ValueError, RuntimeError, KeyError, ImportError) as err:
-        first = (str(err).strip().splitlines() or [""])[0][:300]
-        raise AmuroError(f"{label}: cannot load the model ({type(err).__name__}: {first})") \
-            from None
+    except AmuroError:
+        raise
+    except Exception as err:  # corrupt, truncated or malicious files: SafetensorError,
+        # UnpicklingError (torch's weights-only loader refused a pickle), JSONDecodeError, ...
+        raise AmuroError(f"{label}: cannot load the model ({load_failure(err)})") from None
     finally:
         hf_logging.set_verbosity(verbosity)
     refuse_random_init(info, label)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 from collections.abc import Callable
 
@@ -16,4 +17,16 @@ def run_cli(main: Callable[[list[str] | None], None], argv: list[str] | None = N
         main(argv)
     except AmuroError as err:
         print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except UnicodeDecodeError as err:  # a reader without its own message: still one line
+        print(f"error: input is not UTF-8 text (byte offset {err.start} of the text being "
+              f"read: {err.reason})", file=sys.stderr)
+        raise SystemExit(2) from None
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        # a write outside amuro.io's atomic outputs: name what the OS names
+        where = err.filename or "an output"
+        print(f"error: {where}: disk full (no space left on device); nothing usable was "
+              "written", file=sys.stderr)
         raise SystemExit(2) from None

@@ -30,12 +30,13 @@ import torch  # noqa: E402
 
 from amuro.errors import AmuroError, run_cli  # noqa: E402
 from amuro.fewshot import draw_demonstrations  # noqa: E402
-from amuro.io import atomic_path, parse_json_object, read_jsonl  # noqa: E402
+from amuro.io import atomic_path, check_json_types, parse_json_object, read_jsonl  # noqa: E402
 from amuro.metrics import METRICS, score_examples  # noqa: E402
 from amuro.modeling import (  # noqa: E402
     Stopwatch,
     load_model,
     load_tokenizer,
+    process_cpu_seconds,
     seed_everything,
     set_threads,
 )
@@ -44,6 +45,7 @@ from amuro.prompts import (  # noqa: E402
     MULTIPLE_CHOICE_FAMILIES,
     choice_completions,
     join_few_shot,
+    render_example,
     render_few_shot,
     render_prompt,
 )
@@ -55,16 +57,19 @@ from amuro.scoring import (  # noqa: E402
     label_tokens,
     loglik_choices,
 )
-from amuro.tasks import MC_METRICS, EvalSet, parse_eval_plan  # noqa: E402
+from amuro.tasks import MC_METRICS, EvalSet, parse_eval_plan, plan_cells  # noqa: E402
+from amuro.truncation import NONE as TRUNCATION_NONE  # noqa: E402
 from amuro.truncation import TRUNCATED_INPUT, fit_prompt  # noqa: E402
 
 _IMPORT_S = round(time.perf_counter() - _T0, 3)
 
 COLUMNS = (
-    "model,step,tuning,train_task,eval_task,eval_type,eval_set,role,format,shots,"
+    "model,step,tuning,train_task,seed,eval_task,eval_type,eval_set,role,format,shots,"
     "metric,value,n,n_truncated,scoring"
 ).split(",")
 META_KEYS = ("model", "step", "tuning", "train_task")
+# The fine-tuning seed of the model: 0 for a base checkpoint (nothing was trained).
+SEED_KEY = "seed"
 SCORING = {"classification": "first_subtoken", "generation": "greedy",
            "multiple_choice": "loglik"}
 
@@ -86,8 +91,13 @@ def parse_meta(text: str) -> dict:
     missing = [k for k in META_KEYS if k not in meta]
     if missing:
         raise AmuroError(f"--meta: lacks field(s) {missing}; expected {list(META_KEYS)}")
+    check_json_types("--meta", meta, {"model": "str", "step": "int", "tuning": "str",
+                                      "train_task": "str|null"})
     meta["train_task"] = meta["train_task"] or ""
-    return {k: meta[k] for k in META_KEYS}
+    seed = meta.get(SEED_KEY, 0)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise AmuroError(f"--meta: field 'seed' must be an integer >= 0, got {seed!r}")
+    return {**{k: meta[k] for k in META_KEYS}, SEED_KEY: seed}
 
 
 def row_role(eval_set: EvalSet, train_task: str) -> str:
@@ -132,8 +142,9 @@ def _check_records(path: str, records: list[dict], eval_set: EvalSet,
         where += f" (id {rec['id']!r})"
         if not isinstance(rec.get("fields"), dict):
             raise AmuroError(f"{where}: field 'fields' must be an object of named texts")
-        if not isinstance(rec.get("target"), str):
-            raise AmuroError(f"{where}: field 'target' must be a string")
+        if not isinstance(rec.get("target"), str) or not rec["target"].strip():
+            raise AmuroError(f"{where}: field 'target' must be a non-empty string, got "
+                             f"{_short(rec.get('target'))}")
         if eval_set.task.type == "classification" and rec["target"].strip() not in labels:
             raise AmuroError(
                 f"{where}: field 'target' is {rec['target']!r}, expected one of {list(labels)}"
@@ -240,21 +251,80 @@ def fit_choices(blocks: list[str], query: str, continuations: list[str], tokeniz
     return ctx_ids, cont_ids, action
 
 
+# Demonstration policies. per_item: each scored item gets its own seeded draw from the demo
+# pool. fixed: one draw per eval set (the same demonstrations for every item, in every
+# format), as the paper's code did but from the disjoint demo split; the prompt is then a
+# shared prefix + the item, and the prefix's key/value cache is computed once per batch
+# instead of once per item (plan "prefix_cache", default on).
+DEMONSTRATIONS = ("per_item", "fixed")
+
+
+class Prompts:
+    """The prompts of one cell: per item its token ids, its truncation action and whether it
+    follows the shared prefix (`shared`: the fixed demonstrations' ids, or None)."""
+
+    def __init__(self, shared: list[int] | None):
+        self.shared = shared
+        self.ids: list = []
+        self.actions: list[str] = []
+        self.uses_shared: list[bool] = []
+
+    def add(self, ids, action: str, uses_shared: bool = False) -> None:
+        self.ids.append(ids)
+        self.actions.append(action)
+        self.uses_shared.append(uses_shared)
+
+    def score(self, fn) -> list:
+        """fn(items' ids, prefix ids or None) -> one result per item; run once for the items
+        that follow the shared prefix and once for the others, merged in item order."""
+        out: list = [None] * len(self.ids)
+        for flag in (True, False):
+            idx = [i for i, u in enumerate(self.uses_shared) if u == flag]
+            if idx:
+                results = fn([self.ids[i] for i in idx], self.shared if flag else None)
+                for i, r in zip(idx, results, strict=True):
+                    out[i] = r
+        return out
+
+
+def _shared_prefix(task, s: EvalSet, fmt, shots, demos, plan, tokenizer, labels=()):
+    """(demonstration blocks, prefix ids) of the fixed policy, or (None, None)."""
+    if plan["demonstrations"] != "fixed" or shots == 0:
+        return None, None
+    chosen = draw_demonstrations(demos, shots, plan["seed"], f"fixed:{s.name}")
+    blocks = ["".join(render_example(task.template, fmt, d, labels)) for d in chosen]
+    ids = tokenizer(join_few_shot(blocks, ""), add_special_tokens=False)["input_ids"]
+    return blocks, ids
+
+
 def _evaluate_mc(model, tokenizer, s: EvalSet, items, demos, fmt, shots, plan, context):
     task = s.task
-    ctx_ids, cont_ids, actions = [], [], []
+    blocks, shared = _shared_prefix(task, s, fmt, shots, demos, plan, tokenizer)
+    prompts = Prompts(shared if plan["prefix_cache"] else None)
     for rec in items:
-        chosen = draw_demonstrations(demos, shots, plan["seed"], str(rec["id"]))
-        blocks, query = render_few_shot(task.template, fmt, chosen, rec)
+        chosen = blocks if blocks is not None else [
+            "".join(render_example(task.template, fmt, d))
+            for d in draw_demonstrations(demos, shots, plan["seed"], str(rec["id"]))]
+        query = render_prompt(task.template, fmt, rec["fields"])
         try:
-            ctx, conts, action = fit_choices(blocks, query, choice_completions(rec), tokenizer,
-                                             context)
+            if shared is not None:  # the fixed prefix, then the item's own context
+                stripped = query.rstrip()
+                conts = [query[len(stripped):] + c for c in choice_completions(rec)]
+                ctx, cont_ids = encode_choices(tokenizer, stripped, conts)
+                if len(shared) + len(ctx) + max(map(len, cont_ids)) <= context:
+                    if plan["prefix_cache"]:
+                        prompts.add((ctx, cont_ids), TRUNCATION_NONE, uses_shared=True)
+                    else:
+                        prompts.add((shared + ctx, cont_ids), TRUNCATION_NONE)
+                    continue
+            ctx, cont_ids, action = fit_choices(chosen, query, choice_completions(rec),
+                                                tokenizer, context)
         except AmuroError as err:
             raise AmuroError(f"{s.test_path}: record id {rec['id']!r}: {err}") from None
-        ctx_ids.append(ctx)
-        cont_ids.append(conts)
-        actions.append(action)
-    results = loglik_choices(model, tokenizer, ctx_ids, cont_ids, plan["batch_size"])
+        prompts.add((ctx, cont_ids), action)
+    results = prompts.score(lambda pairs, prefix: loglik_choices(
+        model, tokenizer, [c for c, _ in pairs], [k for _, k in pairs], plan["batch_size"],
+        prefix_ids=prefix))
     preds: dict[str, list[str]] = {m: [] for m in MC_METRICS}
     scores: dict[str, list[float]] = {m: [] for m in MC_METRICS}
     for rec, res in zip(items, results, strict=True):
@@ -263,7 +333,7 @@ def _evaluate_mc(model, tokenizer, s: EvalSet, items, demos, fmt, shots, plan, c
         for m in MC_METRICS:
             preds[m].append(choices[picked[m]])
             scores[m].append(1.0 if picked[m] == rec["label"] else 0.0)
-    return [(m, preds[m], scores[m]) for m in MC_METRICS], actions
+    return [(m, preds[m], scores[m]) for m in MC_METRICS], prompts.actions
 
 
 def evaluate_cell(model, tokenizer, s: EvalSet, items, demos, fmt, shots, plan, context):
@@ -276,25 +346,40 @@ def evaluate_cell(model, tokenizer, s: EvalSet, items, demos, fmt, shots, plan, 
     if task.type == "multiple_choice":
         return _evaluate_mc(model, tokenizer, s, items, demos, fmt, shots, plan, context)
     labels = s.label_words
-    prefix, label_ids = ([], [])
+    space, label_ids = ([], [])
     if task.type == "classification":
-        prefix, label_ids = label_tokens(tokenizer, labels, task=task.name)
-    reserved = 1 + len(prefix) if task.type == "classification" else task.max_new_tokens
-    fitted = []
+        space, label_ids = label_tokens(tokenizer, labels, task=task.name)
+    reserved = 1 + len(space) if task.type == "classification" else task.max_new_tokens
+    budget = context - reserved
+    blocks, shared = _shared_prefix(task, s, fmt, shots, demos, plan, tokenizer, labels)
+    prompts = Prompts(shared if plan["prefix_cache"] else None)
     for rec in items:
-        chosen = draw_demonstrations(demos, shots, plan["seed"], str(rec["id"]))
-        blocks, query = render_few_shot(task.template, fmt, chosen, rec, labels)
-        fitted.append(fit_prompt(blocks, query, tokenizer, context - reserved))
-    ids = [f.ids for f in fitted]
+        if shared is not None:
+            query = render_prompt(task.template, fmt, rec["fields"], labels)
+            ids = tokenizer(query, add_special_tokens=False)["input_ids"]
+            if len(shared) + len(ids) <= budget:  # else: the truncation policy, no cache
+                if plan["prefix_cache"]:
+                    prompts.add(ids, TRUNCATION_NONE, uses_shared=True)
+                else:
+                    prompts.add(shared + ids, TRUNCATION_NONE)
+                continue
+            fitted = fit_prompt(blocks, query, tokenizer, budget)
+        else:
+            chosen = draw_demonstrations(demos, shots, plan["seed"], str(rec["id"]))
+            fitted = fit_prompt(*render_few_shot(task.template, fmt, chosen, rec, labels),
+                                tokenizer, budget)
+        prompts.add(fitted.ids, fitted.action)
     if task.type == "classification":
         # a tokenizer that splits the leading space: the space token ends the prompt
-        out = classify(model, tokenizer, [i + prefix for i in ids], label_ids,
-                       plan["batch_size"])
+        out = prompts.score(lambda ids, prefix: classify(
+            model, tokenizer, [i + space for i in ids], label_ids, plan["batch_size"],
+            prefix_ids=prefix))
         preds = [labels[i] for i, _ in out]
     else:
-        preds = generate_greedy(model, tokenizer, ids, task.max_new_tokens, plan["batch_size"])
+        preds = prompts.score(lambda ids, prefix: generate_greedy(
+            model, tokenizer, ids, task.max_new_tokens, plan["batch_size"], prefix_ids=prefix))
     scores = score_examples(task.metric, preds, [r["target"].strip() for r in items])
-    return [(task.metric, preds, scores)], [f.action for f in fitted]
+    return [(task.metric, preds, scores)], prompts.actions
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -303,6 +388,11 @@ def main(argv: list[str] | None = None) -> None:
     plan = parse_eval_plan(args.plan)
     plan["seed"] = int(plan.get("seed", 1234))
     plan["batch_size"] = int(plan.get("batch_size", 32))
+    plan["demonstrations"] = plan.get("demonstrations") or "per_item"
+    plan["prefix_cache"] = plan.get("prefix_cache", True)
+    if plan["demonstrations"] not in DEMONSTRATIONS:
+        raise AmuroError(f"--plan: demonstrations must be one of {DEMONSTRATIONS}, got "
+                         f"{plan['demonstrations']!r}")
     max_items = plan.get("max_items")
     if plan["batch_size"] < 1:
         raise AmuroError(f"--plan: batch_size must be >= 1, got {plan['batch_size']}")
@@ -326,62 +416,62 @@ def main(argv: list[str] | None = None) -> None:
     for s in plan["sets"]:
         test, demos = data[s.name]
         items = select_items(test, max_items, plan["seed"], s.name)
-        for fmt in plan["formats"]:
-            for shots in (int(k) for k in plan["shots"]):
-                t = time.perf_counter()
-                outcomes, actions = evaluate_cell(
-                    model, tokenizer, s, items, demos, fmt, shots, plan, context
+        for fmt, shots in plan_cells(plan, s.name):
+            t = time.perf_counter()
+            outcomes, actions = evaluate_cell(
+                model, tokenizer, s, items, demos, fmt, shots, plan, context
+            )
+            seconds = time.perf_counter() - t
+            cell_times.append({"eval_set": s.name, "format": fmt, "shots": shots,
+                               "seconds": round(seconds, 3)})
+            n_trunc = sum(a != "none" for a in actions)
+            values = []
+            for metric, preds, scores in outcomes:
+                value = sum(scores) / len(scores)
+                values.append(f"{metric}={value:.3f}")
+                metric_rows.append(
+                    {
+                        **meta,
+                        "eval_task": s.task.name,
+                        "eval_type": s.task.type,
+                        "eval_set": s.name,
+                        "role": row_role(s, meta["train_task"]),
+                        "format": fmt,
+                        "shots": shots,
+                        "metric": metric,
+                        "value": value,
+                        "n": len(scores),
+                        "n_truncated": n_trunc,
+                        "scoring": SCORING[s.task.type],
+                    }
                 )
-                seconds = time.perf_counter() - t
-                cell_times.append({"eval_set": s.name, "format": fmt, "shots": shots,
-                                   "seconds": round(seconds, 3)})
-                n_trunc = sum(a != "none" for a in actions)
-                values = []
-                for metric, preds, scores in outcomes:
-                    value = sum(scores) / len(scores)
-                    values.append(f"{metric}={value:.3f}")
-                    metric_rows.append(
+                for rec, pred, score, action in zip(
+                    items, preds, scores, actions, strict=True
+                ):
+                    prediction_rows.append(
                         {
-                            **meta,
-                            "eval_task": s.task.name,
-                            "eval_type": s.task.type,
                             "eval_set": s.name,
-                            "role": row_role(s, meta["train_task"]),
                             "format": fmt,
                             "shots": shots,
                             "metric": metric,
-                            "value": value,
-                            "n": len(scores),
-                            "n_truncated": n_trunc,
-                            "scoring": SCORING[s.task.type],
+                            "id": rec["id"],
+                            "prediction": pred,
+                            "target": rec["target"],
+                            "score": score,
+                            "truncation": action,
                         }
                     )
-                    for rec, pred, score, action in zip(
-                        items, preds, scores, actions, strict=True
-                    ):
-                        prediction_rows.append(
-                            {
-                                "eval_set": s.name,
-                                "format": fmt,
-                                "shots": shots,
-                                "metric": metric,
-                                "id": rec["id"],
-                                "prediction": pred,
-                                "target": rec["target"],
-                                "score": score,
-                                "truncation": action,
-                            }
-                        )
-                print(
-                    f"[evaluate] {s.name} {fmt} {shots}-shot: {' '.join(values)} "
-                    f"n={len(items)} truncated={n_trunc} ({seconds:.1f}s)",
-                    file=sys.stderr,
-                    flush=True,
-                )
+            print(
+                f"[evaluate] {s.name} {fmt} {shots}-shot: {' '.join(values)} "
+                f"n={len(items)} truncated={n_trunc} ({seconds:.1f}s)",
+                file=sys.stderr,
+                flush=True,
+            )
     watch.lap("evaluate")
 
     timing = {"import": _IMPORT_S, **watch.phases}
     timing["total"] = round(sum(timing.values()), 3)
+    timing["cpu_s"] = process_cpu_seconds()
     # Per-cell seconds let the cost table split this job by experiment type (ID/OOD/...).
     timing.update(device=str(next(model.parameters()).device.type), threads=args.threads,
                   cells=cell_times)

@@ -1,12 +1,14 @@
 """The paper's Figures 2–13 for any checkpoint series, from the tables of one run (PNG and PDF).
 
     python -m amuro.figures --results results --out results/figures \\
-        --format default --base-shots 4 --ft-shots 0
+        --format default --base-shots 4 --ft-shots 4
 
 Reads results/{perf,ft_vs_base,groups,ft_gain_by_group,ood,format}.csv. Every line is one
 model series' metric against the pre-training step (tick labels add tokens when the manifest
-gave them); bands and error bars are the 95% bootstrap intervals of those tables. Fine-tuned
-models are solid blue, base checkpoints dashed orange (as in the paper). `figures.json` lists
+gave them); bands and error bars are the 95% bootstrap intervals of those tables, except around
+a fine-tuned curve with several fine-tuning seeds: there the line is the seed mean and the band
+spans the seeds' lowest to highest score (the seed spread). Fine-tuned models are solid blue,
+base checkpoints dashed orange (as in the paper). `figures.json` lists
 every figure with its files and panel titles, so tests and the report need not parse images.
 """
 
@@ -26,6 +28,8 @@ import polars as pl  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from amuro.analysis import INSTRUCTION_TUNING, SECONDARY_METRICS  # noqa: E402
+from amuro.analysis.groups import DIFFERENCE  # noqa: E402
+from amuro.analysis.scores import collapse_seeds  # noqa: E402
 from amuro.errors import AmuroError, run_cli  # noqa: E402
 from amuro.io import atomic_path  # noqa: E402
 from amuro.tables import read_perf  # noqa: E402
@@ -65,7 +69,11 @@ def _line(ax, df: pl.DataFrame, label: str, color, dashed=False, y="value", lo="
         return
     ax.plot(df["step"], df[y], label=label, color=color, linestyle="--" if dashed else "-",
             marker="o", markersize=3)
-    if lo in df.columns and hi in df.columns:
+    if lo == "ci_low" and "value_min" in df.columns and (df["n_seeds"] > 1).any():
+        # several fine-tuning seeds: the band is their spread (lowest to highest seed)
+        ax.fill_between(df["step"], df["value_min"], df["value_max"], color=color, alpha=0.2,
+                        linewidth=0, hatch="///")
+    elif lo in df.columns and hi in df.columns:
         ax.fill_between(df["step"], df[lo], df[hi], color=color, alpha=0.15, linewidth=0)
 
 
@@ -86,7 +94,7 @@ class Figures:
 
     def __init__(self, results: Path, out: Path, fmt: str, base_shots: int, ft_shots: int):
         self.out, self.fmt, self.base_shots, self.ft_shots = out, fmt, base_shots, ft_shots
-        self.perf = read_perf(results / "perf.csv")
+        self.perf = collapse_seeds(read_perf(results / "perf.csv"))  # seed means + spread
         self.diff = _read(results / "ft_vs_base.csv")
         self.groups = _read(results / "groups.csv")
         self.gain = _read(results / "ft_gain_by_group.csv")
@@ -201,7 +209,8 @@ class Figures:
             return self._empty("fig04_gain_by_group", "Fig. 4", "")
         fig, axes = _grid(1, "Gain from fine-tuning by group (Fig. 4, Table 5)")
         ax = axes[0]
-        for g, part in self.gain.group_by("learned_in", maintain_order=True):
+        groups = self.gain.filter(pl.col("learned_in") != DIFFERENCE)
+        for g, part in groups.group_by("learned_in", maintain_order=True):
             _line(ax, part, f"learned in {g[0]}", GROUP_COLORS.get(g[0], "grey"),
                   y="mean_change")
         ax.axhline(0, color="black", linewidth=0.6)
@@ -394,7 +403,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", default="results/figures", help="output folder")
     p.add_argument("--format", default="default", help="prompt format of the comparison")
     p.add_argument("--base-shots", type=int, default=4)
-    p.add_argument("--ft-shots", type=int, default=0)
+    p.add_argument("--ft-shots", type=int, default=4)
     args = p.parse_args(argv)
     sns.set_theme(style="whitegrid", context="paper")
     figs = Figures(Path(args.results), Path(args.out), args.format, args.base_shots,

@@ -40,8 +40,6 @@ import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-from transformers import get_linear_schedule_with_warmup  # noqa: E402
 
 from amuro import distributed  # noqa: E402
 from amuro.chat import (  # noqa: E402
@@ -55,6 +53,7 @@ from amuro.chat import (  # noqa: E402
 from amuro.errors import AmuroError, run_cli  # noqa: E402
 from amuro.io import (  # noqa: E402
     atomic_dir,
+    check_json_types,
     parse_json_object,
     read_jsonl,
     sha256_file,
@@ -64,11 +63,13 @@ from amuro.modeling import (  # noqa: E402
     Stopwatch,
     load_model,
     load_tokenizer,
+    process_cpu_seconds,
     seed_everything,
     set_threads,
 )
 from amuro.preemption import StopRequest, fault_hold_step, hold  # noqa: E402
-from amuro.prompts import render_example  # noqa: E402
+from amuro.progress import LogProgress, progress  # noqa: E402
+from amuro.prompts import DEMO_SEPARATOR, render_example  # noqa: E402
 from amuro.tasks import TaskSpec, task_from_dict  # noqa: E402
 from amuro.train_state import SaveSchedule, StateStore, TrainingRun, fingerprint  # noqa: E402
 
@@ -77,11 +78,22 @@ DEFAULTS = {
     "epochs": 3, "batch_size": 8, "lr": 2e-6, "warmup_ratio": 0.03, "weight_decay": 0.0,
     "max_length": 2048, "max_examples": 6000, "seed": 42, "format": "default",
     "lora": None, "log_every": 25, "heldout": 0, "precision": "auto", "parallel": "ddp",
+    "pack": 1,
 }
 # Settings that change how a run is carried out but not what it computes: a run may resume
 # state saved under different values of these.
 NOT_IN_FINGERPRINT = ("log_every", "parallel")
 PRECISIONS = ("auto", "fp32", "bf16")
+# JSON kinds of the hand-given --settings (amuro.io.check_json_types), checked before use.
+SETTING_TYPES = {
+    **dict.fromkeys(("epochs", "batch_size", "max_length", "max_examples", "seed", "log_every",
+                     "heldout", "pack"), "int"),
+    **dict.fromkeys(("lr", "warmup_ratio", "weight_decay"), "number"),
+    **dict.fromkeys(("format", "precision", "parallel", "chat_template"), "str"),
+    "lora": "null|object",
+}
+TASK_TYPES = {"name": "str", "type": "str", "template": "str", "labels": "list[str]|null",
+              "metric": "str|null", "max_new_tokens": "int"}
 # Instruction tuning (paper §3.2: TULU v2, 5 epochs, batch 8, lr 2e-6; reference.md §1).
 CHAT_DEFAULTS = {**DEFAULTS, "epochs": 5, "chat_template": "tulu"}
 
@@ -116,11 +128,12 @@ def check_settings(settings: dict, chat: bool = False) -> dict:
     unknown = sorted(set(settings) - known)
     if unknown:
         raise AmuroError(f"--settings: unknown keys {unknown}; expected some of {sorted(known)}")
+    check_json_types("--settings", settings, SETTING_TYPES)
     s = {**(CHAT_DEFAULTS if chat else DEFAULTS), **settings}
     if "chat_template" in s and s["chat_template"] not in CHAT_TEMPLATES:
         raise AmuroError(f"--settings: 'chat_template' must be one of {CHAT_TEMPLATES}, "
                          f"got {s['chat_template']!r}")
-    for key in ("epochs", "batch_size", "max_length", "max_examples"):
+    for key in ("epochs", "batch_size", "max_length", "max_examples", "pack"):
         if not isinstance(s[key], int) or s[key] < 1:
             raise AmuroError(f"--settings: {key!r} must be a positive integer, got {s[key]!r}")
     if not s["lr"] > 0:
@@ -138,20 +151,56 @@ def check_settings(settings: dict, chat: bool = False) -> dict:
     return s
 
 
-def encode_examples(records, task: TaskSpec, tokenizer, fmt: str, max_length: int):
-    """Token ids and completion-only labels per record; long prompts lose their left part."""
+def encode_examples(records, task: TaskSpec, tokenizer, fmt: str, max_length: int,
+                    eos: bool = True):
+    """Token ids and completion-only labels per record; long prompts lose their left part.
+    Without `eos`, the blocks that pack_sequences joins into few-shot sequences."""
     examples, n_truncated = [], 0
+    end = [tokenizer.eos_token_id] if eos else []
     for rec in records:
         prompt, answer = render_example(task.template, fmt, rec, task.labels)
         p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        a_ids = tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        a_ids = a_ids[:max_length]
+        a_ids = (tokenizer(answer, add_special_tokens=False)["input_ids"] + end)[:max_length]
         room = max_length - len(a_ids)
         if len(p_ids) > room:
             p_ids = p_ids[len(p_ids) - room:] if room > 0 else []
             n_truncated += 1
         examples.append((p_ids + a_ids, [IGNORE] * len(p_ids) + a_ids))
     return examples, n_truncated
+
+
+def pack_sequences(blocks, pack: int, separator: list[int], eos_id: int, max_length: int):
+    """Training sequences of up to `pack` blocks (one record each: prompt + answer) laid out
+    exactly as a few-shot prompt, the blocks joined by the demonstration separator, with the
+    loss on every answer and on the eos that ends the sequence. Each record is thus learned
+    0-, 1-, ... (pack-1)-shot, so a fine-tuned model answers k-shot prompts as it answers
+    0-shot ones, for the compute of 0-shot training. The blocks come in the epoch's random
+    order, so the packs differ every epoch. A block that would pass max_length starts the
+    next sequence."""
+    sequences, ids, labels, n = [], [], [], 0
+    for b_ids, b_labels in blocks:
+        sep = separator if ids else []
+        if ids and (n == pack or len(ids) + len(sep) + len(b_ids) + 1 > max_length):
+            sequences.append((ids + [eos_id], labels + [eos_id]))
+            ids, labels, n, sep = [], [], 0, []
+        ids = ids + sep + b_ids
+        labels = labels + [IGNORE] * len(sep) + b_labels
+        n += 1
+    if ids:
+        sequences.append((ids + [eos_id], labels + [eos_id]))
+    return sequences
+
+
+def linear_schedule(optimizer, warmup_steps: int, total_steps: int):
+    """Linear warm-up to the peak rate, then linear decay to 0: the formula of transformers'
+    get_linear_schedule_with_warmup, written here because importing transformers.optimization
+    pulls in the trainer and peft (≈ 3 s a process)."""
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return step / max(1, warmup_steps)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def collate(batch, pad_id: int):
@@ -270,8 +319,9 @@ def main(argv=None):
         examples, n_truncated = encode_chat(records, tokenizer, s["max_length"])
         heldout_examples, _ = encode_chat(heldout_records, tokenizer, s["max_length"])
     else:
+        # packed runs keep one block per record (no eos) and join them per batch
         examples, n_truncated = encode_examples(records, task, tokenizer, s["format"],
-                                                s["max_length"])
+                                                s["max_length"] - 1, eos=s["pack"] == 1)
         heldout_examples, _ = encode_examples(heldout_records, task, tokenizer, s["format"],
                                               s["max_length"])
     checkpoint_digest = weights_digest(Path(args.checkpoint))
@@ -283,32 +333,38 @@ def main(argv=None):
 
     model = distributed.wrap(model, ranks, s["parallel"])
     params = [p for p in model.parameters() if p.requires_grad]
-    steps_per_epoch = math.ceil(len(examples) / s["batch_size"])
+    per_step = s["batch_size"] * (1 if chat else s["pack"])  # records per optimizer step
+    separator = tokenizer(DEMO_SEPARATOR, add_special_tokens=False)["input_ids"]
+    steps_per_epoch = math.ceil(len(examples) / per_step)
     total = steps_per_epoch * s["epochs"]
     optimizer = torch.optim.AdamW(params, lr=s["lr"], weight_decay=s["weight_decay"])
-    schedule = get_linear_schedule_with_warmup(optimizer, math.ceil(s["warmup_ratio"] * total),
-                                               total)
+    schedule = linear_schedule(optimizer, math.ceil(s["warmup_ratio"] * total), total)
     run = TrainingRun(model, optimizer, schedule, store, ranks, torch.Generator().manual_seed(
         s["seed"]))
     run.resume()
     kind = f" (chat, {s['chat_template']} template)" if chat else ""
     where = f"{device}" + (f" x{ranks.world} {s['parallel']}" if ranks.world > 1 else "")
     if ranks.main:
-        print(f"[finetune] {task.name}{kind} on {args.checkpoint}: {len(examples)} examples "
-              f"({n_truncated} truncated), {s['epochs']} epochs x {steps_per_epoch} steps, "
-              f"lr {s['lr']}, {where}" + (f" {dtype}" if dtype else " fp32"), file=sys.stderr)
+        packed = f", {s['pack']} per sequence" if per_step > s["batch_size"] else ""
+        print(f"[finetune] {task.name}{kind} on {args.checkpoint}: {len(examples)} examples"
+              f"{packed} ({n_truncated} truncated), {s['epochs']} epochs x {steps_per_epoch} "
+              f"steps, lr {s['lr']}, {where}" + (f" {dtype}" if dtype else " fp32"),
+              file=sys.stderr)
 
     hold_at = fault_hold_step(task.name) if run.resumed_from is None else None
     saver = SaveSchedule(args.save_every_steps, args.save_every_minutes)
     model.train()
-    bar = tqdm(total=total, initial=run.step, desc=f"finetune {task.name}", unit="step",
-               disable=None if ranks.main else True)
+    bar = (progress(total, f"finetune {task.name}", unit="step", initial=run.step)
+           if ranks.main else LogProgress(total, "", "step", every=0))
     for epoch in range(run.epoch, s["epochs"] + 1):
         order = run.epoch_order(epoch, len(examples))
-        for index, start in enumerate(range(0, len(order), s["batch_size"])):
+        for index, start in enumerate(range(0, len(order), per_step)):
             if index < run.next_batch:  # done before the run was stopped
                 continue
-            batch = [examples[i] for i in order[start: start + s["batch_size"]]]
+            batch = [examples[i] for i in order[start: start + per_step]]
+            if per_step > s["batch_size"]:
+                batch = pack_sequences(batch, s["pack"], separator, tokenizer.eos_token_id,
+                                       s["max_length"])
             value = train_step(model, batch, params, optimizer, schedule, tokenizer.pad_token_id,
                                ranks, dtype)
             if not math.isfinite(value):
@@ -359,6 +415,7 @@ def main(argv=None):
                 fh.writelines(f"{st},{ep},{lo:.6f},{lr:.6e}\n" for st, ep, lo, lr in log_rows)
             clock.lap("save")
             clock.phases["total"] = round(time.perf_counter() - _T_START, 3)
+            clock.phases["cpu_s"] = process_cpu_seconds()
             info = {
                 "task": task.name, "template": task.template, "settings": s,
                 "checkpoint": str(args.checkpoint), "train_file": str(args.train),
@@ -442,8 +499,10 @@ def parse_task(text: str) -> TaskSpec | ChatTask:
     d = parse_json_object("--task", text)
     if "name" not in d:
         raise AmuroError("--task: field 'name' missing")
+    check_json_types("--task", d, TASK_TYPES, required=("name", "type"))
     if d.get("type") == "chat":  # conversations: no prompt template or label words
         return ChatTask(name=d["name"], template=d.get("template", "chat"))
+    check_json_types("--task", d, {}, required=("template",))
     return task_from_dict(d.pop("name"), d)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -25,13 +26,67 @@ def parse_json_object(name: str, text: str) -> dict:
     return value
 
 
+_KINDS = {
+    "int": ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    "number": ("a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)),
+    "str": ("a string", lambda v: isinstance(v, str)),
+    "bool": ("true or false", lambda v: isinstance(v, bool)),
+    "null": ("null", lambda v: v is None),
+    "object": ("an object", lambda v: isinstance(v, dict)),
+    "list": ("a list", lambda v: isinstance(v, list)),
+    "list[str]": ("a list of strings",
+                  lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v)),
+    "list[int]": ("a list of integers", lambda v: isinstance(v, list) and all(
+        isinstance(x, int) and not isinstance(x, bool) for x in v)),
+    "list[object]": ("a list of objects",
+                     lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v)),
+}
+
+
+def check_json_types(name: str, obj: dict, spec: dict[str, str], required=()) -> dict:
+    """Type-check a hand-given JSON object: `spec` maps a key to its kinds ("int|null", ...).
+
+    One line names the argument and key, e.g. `--settings: 'lr': expected a number, got
+    'fast'`; keys not in `spec` are left to the caller. Returns `obj`.
+    """
+    missing = [k for k in required if k not in obj]
+    if missing:
+        raise AmuroError(f"{name}: lacks field(s) {missing}")
+    for key, kinds in spec.items():
+        if key not in obj:
+            continue
+        options = kinds.split("|")
+        if not any(_KINDS[k][1](obj[key]) for k in options):
+            wanted = " or ".join(_KINDS[k][0] for k in options)
+            shown = repr(obj[key])
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise AmuroError(f"{name}: {key!r}: expected {wanted}, got {shown}")
+    return obj
+
+
+def decode_error(path: str | Path, data: bytes, err: UnicodeDecodeError) -> AmuroError:
+    """One line for bytes that are not UTF-8: the file, the line and the byte offset."""
+    line = data.count(b"\n", 0, err.start) + 1
+    return AmuroError(f"{path}:{line}: byte offset {err.start}: not UTF-8 text "
+                      f"(byte 0x{data[err.start]:02x}); expected a UTF-8 file")
+
+
+def read_text(path: str | Path) -> str:
+    """A UTF-8 text file; undecodable bytes are one line naming the line and byte offset."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise decode_error(path, data, err) from None
+
+
 def read_json_object(path: str | Path, hint: str = "") -> dict:
     """A JSON file holding an object; one-line errors name the file (`hint` says what it is)."""
     path = Path(path)
     if not path.is_file():
         raise AmuroError(f"{path}: file not found" + (f" ({hint})" if hint else ""))
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text(path))
     except json.JSONDecodeError as err:
         raise AmuroError(f"{path}: not valid JSON ({err.msg})") from None
     if not isinstance(data, dict):
@@ -43,9 +98,16 @@ def read_jsonl(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.exists():
         raise AmuroError(f"{path}: file not found")
-    rows = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
+    rows, offset = [], 0
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise AmuroError(f"{path}:{lineno}: byte offset {offset + err.start}: not UTF-8 "
+                                 f"text (byte 0x{raw[err.start]:02x}); expected UTF-8 JSON "
+                                 "lines") from None
+            offset += len(raw)
             if not line.strip():
                 continue
             try:
@@ -53,6 +115,27 @@ def read_jsonl(path: str | Path) -> list[dict]:
             except json.JSONDecodeError as err:
                 raise AmuroError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
     return rows
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """ENOSPC, as an OSError or as a library's message (safetensors: "os error 28")."""
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        return True
+    text = str(err)
+    return "No space left on device" in text or "os error 28" in text
+
+
+def disk_full_error(path: str | Path) -> AmuroError:
+    """One line naming the output that did not fit and the free space where it goes."""
+    folder = Path(path).parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        free = f"{shutil.disk_usage(folder).free / 2**20:.1f} MiB free"
+    except OSError:
+        free = "free space unknown"
+    return AmuroError(f"{path}: disk full (no space left on device; {free} in {folder}); "
+                      "nothing was written")
 
 
 @contextlib.contextmanager
@@ -70,6 +153,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, path)
+    except Exception as err:
+        if is_disk_full(err):
+            tmp_path.unlink(missing_ok=True)
+            raise disk_full_error(path) from None
+        raise
     finally:
         tmp_path.unlink(missing_ok=True)
 
@@ -88,6 +176,11 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
+    except Exception as err:
+        if is_disk_full(err):
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise disk_full_error(path) from None
+        raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

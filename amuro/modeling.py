@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from amuro.checkpoints import load_checked
+from amuro.checkpoints import load_checked, load_failure
 from amuro.errors import AmuroError
 
 
@@ -29,7 +29,10 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
     path = Path(path)
     if not (path / "tokenizer.json").exists() and not (path / "tokenizer_config.json").exists():
         raise AmuroError(f"{path}: no tokenizer files (tokenizer.json) in checkpoint folder")
-    tok = AutoTokenizer.from_pretrained(path)
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+    except Exception as err:  # invalid tokenizer.json / tokenizer_config.json / config.json
+        raise AmuroError(f"{path}: cannot load the tokenizer ({load_failure(err)})") from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -62,3 +65,13 @@ class Stopwatch:
         now = time.perf_counter()
         self.phases[name] = round(self.phases.get(name, 0.0) + now - self._t, 3)
         self._t = now
+
+
+def process_cpu_seconds() -> float:
+    """CPU seconds (user + system, all threads) this process has used. The cost table reads
+    it because a job started from the zygote (amuro/zygote.py) runs in a child of the server,
+    whose CPU time Snakemake's benchmark of the job's own process does not see."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return round(usage.ru_utime + usage.ru_stime, 3)

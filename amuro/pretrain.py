@@ -20,7 +20,6 @@ import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 from transformers import (  # noqa: E402
     AutoConfig,
     AutoModelForCausalLM,
@@ -28,9 +27,21 @@ from transformers import (  # noqa: E402
 )
 
 from amuro.errors import AmuroError, run_cli  # noqa: E402
-from amuro.io import atomic_dir, parse_json_object, sha256_file, write_json  # noqa: E402
+from amuro.io import (  # noqa: E402
+    atomic_dir,
+    parse_json_object,
+    read_text,
+    sha256_file,
+    write_json,
+)
 from amuro.make_world import DOC_SEPARATOR  # noqa: E402
-from amuro.modeling import Stopwatch, seed_everything, set_threads  # noqa: E402
+from amuro.modeling import (  # noqa: E402
+    Stopwatch,
+    process_cpu_seconds,
+    seed_everything,
+    set_threads,
+)
+from amuro.progress import progress  # noqa: E402
 from amuro.tokenizer import train_tokenizer  # noqa: E402
 
 TRAIN_DEFAULTS = {
@@ -93,7 +104,9 @@ def main(argv=None):
     set_threads(args.threads)
     seed_everything(args.seed)
 
-    docs = Path(args.corpus).read_text(encoding="utf-8").split(DOC_SEPARATOR)
+    if not Path(args.corpus).is_file():
+        raise AmuroError(f"{args.corpus}: file not found (the pre-training corpus)")
+    docs = read_text(args.corpus).split(DOC_SEPARATOR)
     tokenizer = train_tokenizer(docs, train["vocab_size"], args.whole_words)
     blocks = token_blocks(docs, tokenizer, train["seq_len"])
     model = build_model(model_config, tokenizer)
@@ -127,8 +140,8 @@ def main(argv=None):
         cursor = 0
         if 0 in save_steps:
             save(0)
-        bar = tqdm(range(1, total + 1), desc="pretrain", unit="step", disable=None)
-        for step in bar:
+        bar = progress(total, "pretrain", unit="step")
+        for step in range(1, total + 1):
             idx = order[cursor: cursor + train["batch_size"]]
             cursor += train["batch_size"]
             if cursor >= len(order):  # next epoch, reshuffled
@@ -149,8 +162,10 @@ def main(argv=None):
                 bar.set_postfix(loss=f"{loss.item():.3f}")
                 print(f"[pretrain] step {step}/{total} loss {loss.item():.4f} "
                       f"lr {schedule.get_last_lr()[0]:.2e}", file=sys.stderr)
+            bar.update(1)
             if step in save_steps:
                 save(step)
+        bar.close()
         clock.lap("train")
         write_json(staging / "manifest.json", {
             "checkpoints": checkpoints, "model_config": model_config, "train": train,
@@ -160,6 +175,7 @@ def main(argv=None):
     if args.timing:
         clock.lap("save")
         clock.phases["total"] = round(time.perf_counter() - _T_START, 3)
+        clock.phases["cpu_s"] = process_cpu_seconds()
         write_json(args.timing, clock.phases)
 
 

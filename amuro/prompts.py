@@ -89,6 +89,8 @@ stem; here it uses `arc`. For hellaswag lm-eval's prompt already is the raw inpu
 
 from __future__ import annotations
 
+import string
+
 from amuro.errors import AmuroError
 
 FORMATS = ("default", "instruct", "io")
@@ -182,6 +184,9 @@ TEMPLATES: dict[str, dict[str, str]] = {
 
 # Families whose records are multiple choice (scored by log-likelihood of each choice).
 MULTIPLE_CHOICE_FAMILIES = frozenset({"arc", "sciq", "hellaswag", "boolq"})
+# Fields a template renders even when empty: SciQ items without a support passage are real
+# (lm-evaluation-harness renders them with an empty one). Every other field must hold text.
+MAY_BE_EMPTY = {"sciq": ("passage",)}
 
 DEMO_SEPARATOR = "\n\n"
 
@@ -201,12 +206,25 @@ def render_prompt(
         raise AmuroError(f"template {template!r} unknown; expected one of {sorted(TEMPLATES)}")
     if fmt not in TEMPLATES[template]:
         raise AmuroError(f"format {fmt!r} unknown; expected one of {FORMATS}")
-    try:
-        return TEMPLATES[template][fmt].format(**fields, labels=_label_list(labels))
-    except KeyError as err:
-        raise AmuroError(
-            f"template {template!r} needs field {err.args[0]!r}, record has {sorted(fields)}"
-        ) from None
+    text = TEMPLATES[template][fmt]
+    for name in template_fields(text) - {"labels"}:
+        if name not in fields:
+            raise AmuroError(f"template {template!r} needs field {name!r}, record has "
+                             f"{sorted(fields)}")
+        value = fields[name]
+        may_be_empty = name in MAY_BE_EMPTY.get(template, ())
+        if not isinstance(value, str) or not (value.strip() or may_be_empty):
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+            raise AmuroError(f"template {template!r} needs field {name!r} as a non-empty "
+                             f"string, got {shown}")
+    # format_map over a copy in which the template's own parameter wins: a record key can
+    # never collide with `labels` (str.format(**fields, labels=...) raised TypeError)
+    return text.format_map({**fields, "labels": _label_list(labels)})
+
+
+def template_fields(text: str) -> set[str]:
+    """The names a template reads (`{passage}` -> "passage")."""
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name}
 
 
 def completion(target: str) -> str:

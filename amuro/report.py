@@ -24,12 +24,56 @@ from pathlib import Path
 import polars as pl
 
 from amuro.analysis import SECONDARY_METRICS
+from amuro.analysis.groups import DIFFERENCE, FINETUNING, PRETRAINING
 from amuro.errors import AmuroError, run_cli
 from amuro.io import atomic_path, parse_json_object
+from amuro.schema import DEGENERATE_SHARE
+from amuro.tables import read_perf
 
 PACKAGES = ["amuro", "torch", "transformers", "peft", "datasets", "evaluate", "rouge-score",
             "polars", "scipy", "seaborn", "matplotlib", "snakemake"]
 PAPER = {"classification->generation": -61.4, "generation->classification": 0.3}
+# The paper's claim per MRC direction (§6.2) and the side of 0 it lies on: "<0" / ">0", or
+# "=0" for a change not significantly different from 0.
+PAPER_MRC = {"classification->generation": ("−61.4% (< 0)", "<0"),
+             "generation->classification": ("+0.3%, not significant (= 0)", "=0")}
+# §6.3 / Fig. 7: fine-tuning on NLI helped its OOD sets, on paraphrase hurt them.
+PAPER_OOD = {"nli": ">0", "paraphrase": "<0"}
+VERDICT_RULE = (
+    "Verdict rule: a finding <i>agrees</i> when this run's 95% interval lies entirely on the "
+    "paper's side of 0, <i>disagrees</i> when it lies entirely on the other side, and is "
+    "<i>inconclusive</i> otherwise or without an interval; for the paper's \"not significantly "
+    "different from 0\" it agrees when the interval contains 0 and disagrees when it excludes "
+    "it. A finding over several checkpoints or sets agrees only if every one agrees, and "
+    "disagrees if any one disagrees. Finding iii (\"may forget\") agrees when any "
+    "out-of-domain or cross-task interval lies below 0 and disagrees when all lie above 0; "
+    "Fig. 7's mixed behaviour agrees when at least one OOD interval lies above 0 and one below.")
+
+
+def verdict(lo, hi, side: str) -> str:
+    """agrees / disagrees / inconclusive for an interval against the paper's side of 0
+    (">0", "<0", or "=0": not different from 0); see VERDICT_RULE."""
+    if lo is None or hi is None or lo != lo or hi != hi:
+        return "inconclusive (no interval)"
+    if side == ">0":
+        return "agrees" if lo > 0 else "disagrees" if hi < 0 else "inconclusive"
+    if side == "<0":
+        return "agrees" if hi < 0 else "disagrees" if lo > 0 else "inconclusive"
+    if side == "=0":
+        return "agrees" if lo <= 0 <= hi else "disagrees"
+    raise ValueError(f"unknown side {side!r}")
+
+
+def all_verdict(verdicts: list[str]) -> str:
+    """Several intervals of one finding: agrees if every one agrees, disagrees if any one
+    disagrees, inconclusive otherwise."""
+    if not verdicts:
+        return "inconclusive (no interval)"
+    if all(v == "agrees" for v in verdicts):
+        return "agrees"
+    if any(v == "disagrees" for v in verdicts):
+        return "disagrees"
+    return "inconclusive"
 TABLES = ["mrc", "mrc_summary", "ood", "groups", "ft_gain_by_group", "format", "format_summary",
           "cost", "perf", "ft_vs_base"]
 
@@ -53,11 +97,17 @@ def _read(results: Path, name: str) -> pl.DataFrame:
     path = results / f"{name}.csv"
     if not path.is_file():
         raise AmuroError(f"{path}: file not found (run the table steps first)")
+    if name == "perf":
+        return read_perf(path)
     return pl.read_csv(path, infer_schema_length=10_000)
 
 
 def num(x, digits=3) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def signed(x, digits=3) -> str:
+    return "n/a" if x is None else f"{x:+.{digits}f}"
 
 
 def pct(x, signed=True) -> str:
@@ -99,7 +149,7 @@ class Report:
         cmp = an.get("compare", {})
         self.fmt = cmp.get("format", "default")
         self.base_shots = cmp.get("base_shots", 4)
-        self.ft_shots = cmp.get("finetuned_shots", 0)
+        self.ft_shots = cmp.get("finetuned_shots", 4)
         self.unit = an.get("slope_unit_steps", 100_000)
         self.min_rise = an.get("groups", {}).get("min_rise", 0.1)
 
@@ -124,11 +174,23 @@ class Report:
             out.append(f"<b>{r['eval_set']}</b> rose from {num(r['first_value'])} to "
                        f"{num(r['last_value'])} ({r['metric']}; rise {num(r['rise'])}, "
                        f"{ci(r['rise_ci_low'], r['rise_ci_high'])}).")
-        if flat.height:
-            top = flat.sort("rise", descending=True, nulls_last=True).row(0, named=True)
-            out.append(f"The other {flat.height} stayed below the threshold; the largest rise "
-                       f"among them was {r_set(top)} {num(top['rise'])} "
-                       f"({ci(top['rise_ci_low'], top['rise_ci_high'])}).")
+        # Sets not learned in pre-training: those whose rise reached min_rise but whose interval
+        # does not exclude 0 are named apart from those that stayed below the threshold.
+        tol = 1e-9
+        reached = flat.filter(pl.col("rise") >= self.min_rise - tol)
+        below = flat.filter(pl.col("rise").is_null() | (pl.col("rise") < self.min_rise - tol))
+        if reached.height:
+            names = ", ".join(
+                f"{r_set(r)} {num(r['rise'])} ({ci(r['rise_ci_low'], r['rise_ci_high'])})"
+                for r in reached.sort("rise", descending=True).iter_rows(named=True))
+            out.append(f"{reached.height} other set(s) rose by at least {self.min_rise} but "
+                       f"their interval does not lie above 0, so they count as not learned in "
+                       f"pre-training: {names}.")
+        if below.height:
+            top = below.sort("rise", descending=True, nulls_last=True).row(0, named=True)
+            out.append(f"The other {below.height} stayed below the threshold of "
+                       f"{self.min_rise}; the largest rise among them was {r_set(top)} "
+                       f"{num(top['rise'])} ({ci(top['rise_ci_low'], top['rise_ci_high'])}).")
         none = g.filter(pl.col("learned_in").is_null())
         if none.height:
             out.append(f"{none.height} set(s) could not be grouped (one checkpoint or no "
@@ -146,14 +208,34 @@ class Report:
                 continue
             firstr, lastr = part.row(0, named=True), part.row(-1, named=True)
             best = part.sort("mean_change", descending=True, nulls_last=True).row(0, named=True)
+            change = best["mean_change"]
+            if change is None:
+                extreme = "no checkpoint has a change"
+            elif change > 0:
+                extreme = f"the largest gain was at step {best['step']:,} ({signed(change)})"
+            elif change == 0:
+                extreme = (f"fine-tuning gained nothing at any checkpoint (best: step "
+                           f"{best['step']:,}, {signed(change)})")
+            else:
+                extreme = (f"fine-tuning lowered performance at every checkpoint; the smallest "
+                           f"loss was at step {best['step']:,} ({signed(change)})")
             out.append(
                 f"On sets <b>{label}</b> ({firstr['sets']}), fine-tuning changed performance by "
-                f"<b>{num(firstr['mean_change'], 3)}</b> at step {firstr['step']:,} "
+                f"<b>{signed(firstr['mean_change'])}</b> at step {firstr['step']:,} "
                 f"({ci(firstr['ci_low'], firstr['ci_high'])}) and "
-                f"<b>{num(lastr['mean_change'], 3)}</b> at step {lastr['step']:,} "
-                f"({ci(lastr['ci_low'], lastr['ci_high'])}); the largest gain was at step "
-                f"{best['step']:,} ({num(best['mean_change'])}). "
+                f"<b>{signed(lastr['mean_change'])}</b> at step {lastr['step']:,} "
+                f"({ci(lastr['ci_low'], lastr['ci_high'])}); {extreme}. "
                 f"Pairs: {html.escape(lastr['pairing'])}.")
+        diff = gain.filter(pl.col("learned_in") == DIFFERENCE).sort("step")
+        if diff.height:
+            steps = "; ".join(f"step {r['step']:,}: {signed(r['mean_change'])} "
+                              f"({ci(r['ci_low'], r['ci_high'])})"
+                              for r in diff.iter_rows(named=True))
+            above = diff.filter(pl.col("ci_low") > 0).height
+            out.append(f"Gain on the sets not learned in pre-training minus gain on the sets "
+                       f"learned in pre-training, per checkpoint (joint bootstrap): {steps}. "
+                       f"The interval lies above 0 at <b>{above} of {diff.height}</b> "
+                       f"checkpoints.")
         out.append("Paper (OLMo-1B, Table 5): +0.06 to +0.30 for the sets learned in "
                    "fine-tuning, −0.005 to +0.05 for those learned in pre-training.")
         return out
@@ -233,6 +315,215 @@ class Report:
                    "pre-training.")
         return out
 
+    def comparison(self) -> str:
+        if self.ft_shots == self.base_shots == 4:
+            return "the paper's matched comparison (4-shot vs 4-shot)"
+        if self.ft_shots == self.base_shots:
+            return f"a matched comparison ({self.ft_shots}-shot for both; the paper's is 4 vs 4)"
+        return (f"the {self.ft_shots}-shot view of the fine-tuned models against "
+                f"{self.base_shots}-shot bases (unmatched; the paper compares 4 vs 4)")
+
+    # --- degenerate outputs, seeds, paper vs run --------------------------------------------------
+    def degenerate(self) -> tuple[list[str], pl.DataFrame]:
+        """Cells whose predictions are (almost) all one answer or empty."""
+        p = self.t["perf"]
+        cols = ["model", "step", "tuning", "train_task", "seed", "eval_set", "format", "shots",
+                "metric", "value", "top_share", "empty_share"]
+        bad = p.filter((pl.col("top_share") >= DEGENERATE_SHARE)
+                       | (pl.col("empty_share") >= DEGENERATE_SHARE)).select(cols)
+        known = p.filter(pl.col("top_share").is_not_null()).height
+        if not known:
+            return (["No cell's predictions were recorded, so degenerate outputs cannot be "
+                     "checked."], bad)
+        share = f"{DEGENERATE_SHARE:g}"
+        if not bad.height:
+            return ([f"No cell is degenerate: in every one of {known} cells, the most frequent "
+                     f"prediction and the empty prediction each take less than {share} of the "
+                     f"items."], bad)
+        empty = bad.filter(pl.col("empty_share") >= DEGENERATE_SHARE).height
+        return ([f"<b>{bad.height}</b> of {known} cells are degenerate: one prediction (or the "
+                 f"empty one) takes at least {share} of their items ({empty} mostly empty). "
+                 f"Their scores measure that one answer, not the model's ability; they are "
+                 f"listed below."], bad)
+
+    def _id_seed_rows(self) -> pl.DataFrame:
+        p = self.t["perf"]
+        return p.filter((pl.col("tuning") != "base") & (pl.col("role") == "ID")
+                        & (pl.col("eval_task") == pl.col("train_task"))
+                        & (pl.col("format") == self.fmt) & (pl.col("shots") == self.ft_shots)
+                        & ~pl.col("metric").is_in(sorted(SECONDARY_METRICS)))
+
+    def seed_spread(self) -> tuple[list[str], pl.DataFrame]:
+        """Seed-to-seed spread of the in-domain fine-tuned scores per checkpoint, beside the
+        change of the seed mean from one checkpoint to the next (the paper's "randomness")."""
+        ft = self._id_seed_rows()
+        keys = ["model", "tuning", "train_task", "eval_set", "metric"]
+        cells = (ft.group_by([*keys, "step"])
+                 .agg(n_seeds=pl.len(), mean=pl.col("value").mean(),
+                      sd=pl.col("value").std(ddof=1),
+                      range=pl.col("value").max() - pl.col("value").min())
+                 .sort([*keys, "step"]))
+        cells = cells.with_columns(
+            step_change=(pl.col("mean") - pl.col("mean").shift(1)).abs().over(keys))
+        per_step = (cells.group_by("step")
+                    .agg(n_sets=pl.len(), n_seeds=pl.col("n_seeds").max(),
+                         mean_seed_sd=pl.col("sd").mean(),
+                         mean_seed_range=pl.col("range").mean(),
+                         mean_step_change=pl.col("step_change").mean())
+                    .sort("step"))
+        multi = cells.filter(pl.col("n_seeds") > 1)
+        if not multi.height:
+            return (["Each fine-tuned model has one fine-tuning seed, so the seed-to-seed "
+                     "spread is not measured here (the paper's limitation: one run per "
+                     "checkpoint)."], per_step)
+        rng = multi["range"].mean()
+        sd = multi["sd"].mean()
+        change = cells["step_change"].drop_nulls().mean()
+        n_seeds = int(multi["n_seeds"].max())
+        compare = ("larger than" if change is not None and rng > change else
+                   "smaller than" if change is not None and rng < change else "equal to")
+        change_text = ("" if change is None else
+                       f" The seed mean moved by <b>{num(change)}</b> on average from one "
+                       f"checkpoint to the next, so the seed-to-seed spread is {compare} the "
+                       f"checkpoint-to-checkpoint change.")
+        return ([f"Fine-tuning randomness: across {n_seeds} fine-tuning seeds, the in-domain "
+                 f"score of one fine-tuned model ({self.ft_shots}-shot) differed between its "
+                 f"best and worst seed by <b>{num(rng)}</b> on average (standard deviation "
+                 f"across seeds {num(sd)}; mean over {multi.height} checkpoint × set cells)."
+                 + change_text + " Every analysis averages over the seeds, and its intervals "
+                 "resample them."], per_step)
+
+    def paper_vs_run(self) -> tuple[list[str], pl.DataFrame]:
+        """The paper's headline findings against this run, each with a verdict by RULE."""
+        rows: list[dict] = []
+
+        def add(finding, paper, value, lo, hi, verdict, source):
+            rows.append({"finding": finding, "paper": paper, "this run": value,
+                         "95% interval": "" if lo is None or hi is None else
+                         f"{num(lo)} to {num(hi)}", "verdict": verdict, "table": source})
+
+        t = self.t
+        groups_ = t["groups"].filter(~pl.col("metric").is_in(sorted(SECONDARY_METRICS)))
+        gain = t["ft_gain_by_group"]
+        # (i) latent improvement: the fine-tuned in-domain curve rises first -> last checkpoint
+        if "ft_rise" in groups_.columns:
+            for r in groups_.filter(pl.col("ft_rise").is_not_null()).sort(
+                    "eval_set").iter_rows(named=True):
+                add(f"i) pre-training improves the model in a way fine-tuning reveals: the "
+                    f"fine-tuned {r['eval_set']} score (trained on {r['ft_train_task']}) rises "
+                    f"from the first to the last checkpoint (base rise {num(r['rise'])})",
+                    "rises (> 0)", signed(r["ft_rise"]), r["ft_rise_ci_low"],
+                    r["ft_rise_ci_high"],
+                    verdict(r["ft_rise_ci_low"], r["ft_rise_ci_high"], ">0"), "groups")
+        # (a) sets learned in pre-training rise across base checkpoints
+        learned = groups_.filter(pl.col("learned_in") == PRETRAINING)
+        if learned.height:
+            low = learned.sort("rise_ci_low").row(0, named=True)
+            add(f"(a) some sets are learned in pre-training: their base score rises across "
+                f"checkpoints ({learned.height} set(s): "
+                f"{', '.join(sorted(learned['eval_set'].to_list()))}; weakest shown)",
+                "rises (> 0)", signed(low["rise"]), low["rise_ci_low"], low["rise_ci_high"],
+                all_verdict([verdict(r["rise_ci_low"], r["rise_ci_high"], ">0")
+                             for r in learned.iter_rows(named=True)]), "groups")
+        elif groups_.filter(pl.col("rise").is_not_null()).height:
+            top = groups_.sort("rise", descending=True, nulls_last=True).row(0, named=True)
+            add(f"(a) some sets are learned in pre-training: none passed the rule; the "
+                f"largest base rise ({top['eval_set']}) shown", "rises (> 0)",
+                signed(top["rise"]), top["rise_ci_low"], top["rise_ci_high"],
+                verdict(top["rise_ci_low"], top["rise_ci_high"], ">0"), "groups")
+        # (ii) / Table 5 ordering / (b): per checkpoint, gain(FT group) - gain(PT group)
+        diff = gain.filter(pl.col("learned_in") == DIFFERENCE).sort("step")
+        if diff.height:
+            worst = diff.sort("ci_low", nulls_last=False).row(0, named=True)
+            add(f"ii) / Table 5 ordering / (b): fine-tuning gains more on sets not learned in "
+                f"pre-training than on sets learned in pre-training, at every checkpoint "
+                f"({diff.height} checkpoints; the weakest, step {worst['step']:,}, shown)",
+                "+0.06 to +0.30 vs −0.005 to +0.05: difference > 0 at every checkpoint",
+                signed(worst["mean_change"]), worst["ci_low"], worst["ci_high"],
+                all_verdict([verdict(r["ci_low"], r["ci_high"], ">0")
+                             for r in diff.iter_rows(named=True)]), "ft_gain_by_group")
+        else:
+            have = sorted(set(gain["learned_in"].to_list()) & {PRETRAINING, FINETUNING})
+            add("ii) / Table 5 ordering / (b): fine-tuning gains more on sets not learned in "
+                "pre-training than on sets learned in pre-training",
+                "difference > 0 at every checkpoint", "n/a", None, None,
+                f"inconclusive (only the group(s) {', '.join(have) or 'none'} exist)",
+                "ft_gain_by_group")
+        # (iii) forgetting: some OOD or cross-task change lies below 0
+        forget = []
+        for r in t["ood"].iter_rows(named=True):
+            forget.append((f"OOD {r['train_task']} → {r['eval_set']}", r["ratio_percent"],
+                           r["ci_low_percent"], r["ci_high_percent"]))
+        summary = t["mrc_summary"].filter(pl.col("train_task") == "all")
+        for r in summary.iter_rows(named=True):
+            forget.append((f"MRC {r['direction']}", r["mrc_percent"],
+                           r["mrc_ci_low_percent"], r["mrc_ci_high_percent"]))
+        if forget:
+            below = [f for f in forget if f[3] is not None and f[3] < 0]
+            shown = min(forget, key=lambda f: float("inf") if f[1] is None else f[1])
+            if below:
+                v = "agrees"
+            elif all(f[2] is not None and f[2] > 0 for f in forget):
+                v = "disagrees"
+            else:
+                v = "inconclusive"
+            add(f"iii) fine-tuning can make the model forget tasks and domain knowledge: some "
+                f"out-of-domain or cross-task change is below 0 ({len(below)} of "
+                f"{len(forget)} intervals lie below 0; the most negative, {shown[0]}, shown, "
+                f"in %)", "some change < 0", pct(shown[1]), shown[2], shown[3], v,
+                "ood, mrc_summary")
+        # (iv) format sensitivity shrinks with pre-training (no interval for the spread)
+        fs = t["format_summary"].filter(pl.col("kind") == "fine-tuned").sort("step")
+        if fs.height >= 2:
+            a, b = fs.row(0, named=True), fs.row(-1, named=True)
+            add(f"iv) fine-tuned models' sensitivity to the prompt format shrinks with more "
+                f"pre-training: mean spread across formats, step {b['step']:,} minus step "
+                f"{a['step']:,}", "< 0", signed(b["mean_spread"] - a["mean_spread"]), None,
+                None, verdict(None, None, "<0"), "format_summary")
+        # §6.2 MRC per direction
+        for r in summary.iter_rows(named=True):
+            claim = PAPER_MRC.get(r["direction"])
+            if claim is None:
+                paper, v = "not reported", "— (no claim in the paper)"
+            else:
+                paper, side = claim
+                v = verdict(r["mrc_ci_low_percent"], r["mrc_ci_high_percent"], side)
+            add(f"§6.2 mean ratio of change, {r['direction']} (in %)", paper,
+                pct(r["mrc_percent"]), r["mrc_ci_low_percent"], r["mrc_ci_high_percent"], v,
+                "mrc_summary")
+        # Fig. 7: fine-tuning both helps and hurts out-of-domain sets
+        ood = t["ood"]
+        if ood.height:
+            ivs = [(r["ci_low_percent"], r["ci_high_percent"]) for r in ood.iter_rows(named=True)]
+            up = sum(lo is not None and lo > 0 for lo, _ in ivs)
+            down = sum(hi is not None and hi < 0 for _, hi in ivs)
+            if up and down:
+                v = "agrees"
+            elif len(ivs) > 1 and (up == len(ivs) or down == len(ivs)):
+                v = "disagrees"
+            else:
+                v = "inconclusive"
+            add(f"Fig. 7: out of domain, fine-tuning helps some sets and hurts others "
+                f"({up} of {len(ivs)} intervals above 0, {down} below 0)",
+                "both signs (NLI helped, paraphrase hurt)", f"{up} up / {down} down", None,
+                None, v, "ood")
+            for r in ood.iter_rows(named=True):
+                side = PAPER_OOD.get(r["train_task"])
+                if side is None:
+                    continue
+                add(f"Fig. 7: fine-tuning on {r['train_task']} changes its OOD set "
+                    f"{r['eval_set']} (in %)", {">0": "helped (> 0)", "<0": "hurt (< 0)"}[side],
+                    pct(r["ratio_percent"]), r["ci_low_percent"], r["ci_high_percent"],
+                    verdict(r["ci_low_percent"], r["ci_high_percent"], side), "ood")
+        df = pl.DataFrame(rows, schema={c: pl.String for c in
+                                        ("finding", "paper", "this run", "95% interval",
+                                         "verdict", "table")})
+        agree = sum(v.startswith("agrees") for v in df["verdict"].to_list())
+        disagree = sum(v.startswith("disagrees") for v in df["verdict"].to_list())
+        return ([f"Of {df.height} comparisons with the paper, <b>{agree}</b> agree, "
+                 f"<b>{disagree}</b> disagree and the rest are inconclusive or have no claim. "
+                 f"{VERDICT_RULE}"], df)
+
     def cost(self) -> list[str]:
         c = self.t["cost"]
         if c.is_empty():
@@ -267,6 +558,7 @@ class Report:
         found = {"world.seed": c.get("world", {}).get("seed"),
                  "pretrain.seed": c.get("pretrain", {}).get("seed"),
                  "finetune.seed": c.get("finetune", {}).get("seed"),
+                 "finetune.seeds": c.get("finetune", {}).get("seeds"),
                  "evaluate.seed": c.get("evaluate", {}).get("seed"),
                  "analysis.bootstrap.seed": c.get("analysis", {}).get("bootstrap", {}).get(
                      "seed")}
@@ -313,8 +605,15 @@ class Report:
                                          minutes=(pl.col("wall_hours") * 60).round(2))
                   .pivot(on="train_task", index="experiment", values="minutes",
                          maintain_order=True))
-        findings = [self.pretraining()[0], self.finetuning_gain()[0], self.formats()[0],
-                    *[s for s in self.cross_task() if "Paper:" in s], *self.cost()]
+        versus, versus_table = self.paper_vs_run()
+        degenerate, degenerate_table = self.degenerate()
+        spread, spread_table = self.seed_spread()
+        findings = [*versus, self.pretraining()[0], self.finetuning_gain()[0],
+                    self.formats()[0], *[s for s in self.cross_task() if "Paper:" in s],
+                    spread[0], degenerate[0], *self.cost()]
+        table5_diff = (t["ft_gain_by_group"].filter(pl.col("learned_in") == DIFFERENCE)
+                       .select("model", "step", "mean_change", "ci_low", "ci_high",
+                               "significant", "n_pairs"))
         summary = ("<h2>Key findings</h2><ul>" + "".join(f"<li>{s}</li>" for s in findings)
                    + "</ul><p class='muted'>Each is computed from the tables below; the "
                    "sections give every finding with its figure.</p>")
@@ -323,10 +622,19 @@ class Report:
             f"<h1>amuro report</h1><p class='muted'>Model series: {html.escape(models)}. "
             f"Comparisons read every model in the <code>{html.escape(self.fmt)}</code> format, "
             f"base checkpoints {self.base_shots}-shot, fine-tuned models {self.ft_shots}-shot, "
-            f"on the same items. Intervals are 95% percentile bootstraps over items "
+            f"on the same items: {html.escape(self.comparison())}. Fine-tuned scores are "
+            f"averaged over their fine-tuning seeds. Intervals are 95% percentile bootstraps "
             f"({self.config.get('analysis', {}).get('bootstrap', {}).get('resamples', '?')} "
-            f"resamples). Generated {html.escape(run['generated'])}.</p>",
+            f"resamples) of one joint resampling: each replicate draws every eval set's items "
+            f"once, for every checkpoint, task and tuning that scored it, and the fine-tuning "
+            f"seeds once. Generated {html.escape(run['generated'])}.</p>",
             summary,
+            "<h2>Paper vs this run</h2>"
+            + "".join(f'<p class="finding">{x}</p>' for x in versus)
+            + table_html(versus_table)
+            + "<details><summary>Table <code>results/ft_gain_by_group.csv</code>: gain on sets "
+            "not learned in pre-training minus gain on sets learned in pre-training, per "
+            f"checkpoint</summary>{table_html(table5_diff)}</details>",
             section("1. What the base checkpoints learn in pre-training (§4, Fig. 2)",
                     self.pretraining(), ["fig02_base_fewshot"], [("groups", t["groups"])]),
             section("2. Does more pre-training improve fine-tuning? (§5, Fig. 3, 4, 8, 9, "
@@ -345,7 +653,13 @@ class Report:
             section("5. Domain knowledge: out-of-domain sets (§6.3, Fig. 6, 7, 10)", self.ood(),
                     ["fig07_ood_ratio", "fig06_ood_examples", "fig10_ft_vs_base_ood"],
                     [("ood", t["ood"])]),
-            section("6. Compute (App. C, Table 2)", self.cost(), [],
+            section("6. Randomness: fine-tuning seeds", spread, [],
+                    [("perf seed-to-seed spread of in-domain scores, per checkpoint",
+                      spread_table)]),
+            section("7. Degenerate outputs", degenerate, [],
+                    [(f"perf cells whose top_share or empty_share is at least "
+                      f"{DEGENERATE_SHARE:g}", degenerate_table)]),
+            section("8. Compute (App. C, Table 2)", self.cost(), [],
                     [("cost in Table 2's layout: job-minutes of wall time", table2),
                      ("cost", cost2)]),
             f"<h2>Run settings</h2>{self.settings_html(run)}",

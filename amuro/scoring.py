@@ -20,10 +20,9 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
-from transformers import StoppingCriteria, StoppingCriteriaList
 
 from amuro.errors import AmuroError
+from amuro.progress import progress
 
 
 def label_tokens(tokenizer, labels, task: str = "") -> tuple[list[int], list[int]]:
@@ -104,15 +103,44 @@ def _last_logits_only(model) -> dict:
 
 
 def _progress(n_items: int, batch_size: int, desc: str):
-    # disable=None: a bar on a terminal, silence in Snakemake logs.
-    return tqdm(total=-(-n_items // batch_size), desc=desc, disable=None, leave=False)
+    # a bar on a terminal; in Snakemake logs a line at a steady interval (amuro.progress)
+    return progress(-(-n_items // batch_size), desc, unit="batch", leave=False)
+
+
+def _prefill(model, ids, mask, prefix_ids: list[int] | None, use_cache: bool = True):
+    """Forward left-padded prompts with the cache on; returns (output, the attention mask of
+    everything in the cache, the position of each row's last token).
+
+    With `prefix_ids` (a prefix shared by every prompt, e.g. fixed few-shot demonstrations),
+    the prefix runs once for the batch (one row) and its key/value cache is copied to every
+    row; the prompts then follow it, their padding between the prefix and their tokens.
+    Positions count real tokens only, as generate() does: RoPE models are unaffected by the
+    shift, but absolute-position models (GPT-2) would otherwise see padding.
+    """
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    kwargs = {}
+    if prefix_ids:
+        pre = torch.tensor([prefix_ids], dtype=torch.long, device=ids.device)
+        cache = _returned_cache(model(input_ids=pre, use_cache=True, **_last_logits_only(model)))
+        cache = _select_cache(cache, torch.zeros(ids.size(0), dtype=torch.long,
+                                                 device=ids.device))
+        kwargs[_cache_kwarg(model)] = cache
+        positions = positions + len(prefix_ids)
+        mask = torch.cat([mask.new_ones((mask.size(0), len(prefix_ids))), mask], dim=1)
+    if use_cache or prefix_ids:
+        kwargs["use_cache"] = True
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, **kwargs,
+                **_last_logits_only(model))
+    return out, mask, positions[:, -1]
 
 
 @torch.inference_mode()
 def classify(
-    model, tokenizer, prompts_ids: list[list[int]], label_token_ids: list[int], batch_size: int
+    model, tokenizer, prompts_ids: list[list[int]], label_token_ids: list[int], batch_size: int,
+    prefix_ids: list[int] | None = None,
 ) -> list[tuple[int, list[float]]]:
-    """(index of the predicted label, logits of the label tokens) for each prompt.
+    """(index of the predicted label, logits of the label tokens) for each prompt (after the
+    shared `prefix_ids`, if given: see _prefill).
 
     The prediction is the argmax of next-token logits restricted to the labels' first
     sub-tokens, so a model that prefers some other token still gets a label.
@@ -123,11 +151,7 @@ def classify(
     with _progress(len(prompts_ids), batch_size, "classify") as bar:
         for batch in _batches(prompts_ids, batch_size):
             ids, mask = _left_pad([prompts_ids[i] for i in batch], _pad_id(tokenizer), device)
-            # Positions count real tokens only, as generate() does: RoPE models are unaffected
-            # by the shift, but absolute-position models (GPT-2) would otherwise see padding.
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            out = model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                        **_last_logits_only(model))
+            out, _, _ = _prefill(model, ids, mask, prefix_ids, use_cache=False)
             label_logits = out.logits[:, -1, :].float().index_select(-1, label_idx)
             preds = label_logits.argmax(-1).tolist()
             for row, i in enumerate(batch):
@@ -137,56 +161,85 @@ def classify(
 
 
 def postprocess_generation(text: str) -> str:
-    """The answer is one line: keep what comes before the first newline, stripped."""
-    return text.split("\n", 1)[0].strip()
+    """The decode policy: the answer is the first line of the continuation after its leading
+    whitespace, stripped. A model that starts with a newline ("Summary:\n...") is not scored
+    as an empty answer; one that writes nothing but whitespace is."""
+    return text.lstrip().split("\n", 1)[0].strip()
 
 
-def newline_token_ids(tokenizer) -> list[int]:
-    """Every token whose text contains a newline (byte-level BPE merges "\n" into others)."""
-    vocab = tokenizer.get_vocab()
-    ids = sorted(vocab.values())
-    texts = tokenizer.batch_decode([[i] for i in ids])
-    return [i for i, text in zip(ids, texts, strict=True) if "\n" in text]
+class NewlineTokens:
+    """Per token id: is its text only whitespace, does it hold a newline, and does a newline
+    follow non-whitespace text inside it (byte-level BPE merges "\n" into other tokens)."""
+
+    def __init__(self, tokenizer, size: int = 0):
+        known = max(tokenizer.get_vocab().values()) + 1
+        texts = tokenizer.batch_decode([[i] for i in range(known)])
+        texts += [""] * (size - known)  # ids the model has but the tokenizer does not know
+        self.blank = torch.tensor([not t.strip() for t in texts])
+        self.newline = torch.tensor(["\n" in t for t in texts])
+        self.ends_line = torch.tensor(["\n" in t.lstrip() for t in texts])
 
 
-class StopAtNewline(StoppingCriteria):
-    """Finish a sequence once its continuation holds a newline: the answer is one line, and
-    base models otherwise run on to max_new_tokens (most of the generation time)."""
+def _line_done(tokens: NewlineTokens, new: torch.Tensor, started: torch.Tensor) -> torch.Tensor:
+    """Rows whose answer line ends with this token (postprocess_generation): a newline after
+    some non-whitespace text, before this token (`started`) or inside it."""
+    new = new.cpu()
+    return (started & tokens.newline[new]) | tokens.ends_line[new]
 
-    def __init__(self, newline_ids: list[int], prompt_width: int):
-        self.newline_ids = torch.tensor(newline_ids, dtype=torch.long)
-        self.prompt_width = prompt_width
 
-    def __call__(self, input_ids, scores, **kwargs) -> torch.BoolTensor:
-        new = input_ids[:, self.prompt_width :]
-        return torch.isin(new, self.newline_ids.to(new.device)).any(dim=-1)
+@torch.inference_mode()
+def _greedy_batch(model, ids, mask, max_new_tokens: int, eos_id, tokens: NewlineTokens,
+                  cache_kwarg: str, prefix_ids: list[int] | None = None) -> list[list[int]]:
+    """Greedy continuations of one left-padded batch with the key/value cache. A row leaves
+    the batch as soon as it is finished (eos, or its answer line is complete), so the others
+    never wait on it: no decoding work is spent on tokens that are thrown away."""
+    out, mask, pos = _prefill(model, ids, mask, prefix_ids)
+    cache = _returned_cache(out)
+    alive = torch.arange(ids.size(0))  # original row of each batch row
+    started = torch.zeros(ids.size(0), dtype=torch.bool)
+    generated: list[list[int]] = [[] for _ in range(ids.size(0))]
+    for step in range(max_new_tokens):
+        nxt = out.logits[:, -1, :].argmax(-1)
+        for row, token in zip(alive.tolist(), nxt.tolist(), strict=True):
+            generated[row].append(token)
+        done = _line_done(tokens, nxt, started)
+        if eos_id is not None:
+            done |= nxt.cpu() == eos_id
+        started |= ~tokens.blank[nxt.cpu()]
+        if step == max_new_tokens - 1 or bool(done.all()):
+            break
+        if bool(done.any()):
+            keep = (~done).nonzero().squeeze(-1)
+            alive, started = alive[keep], started[keep]
+            keep = keep.to(ids.device)
+            cache = _select_cache(cache, keep)
+            mask, pos, nxt = mask[keep], pos[keep], nxt[keep]
+        mask = torch.cat([mask, mask.new_ones((mask.size(0), 1))], dim=1)
+        pos = pos + 1
+        out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos[:, None],
+                    use_cache=True, **{cache_kwarg: cache})
+        cache = _returned_cache(out)
+    return generated
 
 
 @torch.inference_mode()
 def generate_greedy(
-    model, tokenizer, prompts_ids: list[list[int]], max_new_tokens: int, batch_size: int
+    model, tokenizer, prompts_ids: list[list[int]], max_new_tokens: int, batch_size: int,
+    prefix_ids: list[int] | None = None,
 ) -> list[str]:
-    """Greedy continuations (KV cache, stops at eos), post-processed to their first line."""
+    """Greedy continuations (KV cache, stops at eos or once the answer line is complete),
+    post-processed to that line (postprocess_generation: the decode policy); the prompts
+    follow the shared `prefix_ids`, if given (see _prefill)."""
     device = next(model.parameters()).device
     pad_id = _pad_id(tokenizer)
-    newline_ids = newline_token_ids(tokenizer)
+    tokens = NewlineTokens(tokenizer, model.config.vocab_size)
+    cache_kwarg = _cache_kwarg(model)
     results: list[str | None] = [None] * len(prompts_ids)
     with _progress(len(prompts_ids), batch_size, "generate") as bar:
         for batch in _batches(prompts_ids, batch_size):
             ids, mask = _left_pad([prompts_ids[i] for i in batch], pad_id, device)
-            # generate() derives position ids from the attention mask, so left padding does
-            # not change the output (checked against batch size 1 in tests/test_scoring.py).
-            out = model.generate(
-                input_ids=ids,
-                attention_mask=mask,
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                use_cache=True,
-                pad_token_id=pad_id,
-                eos_token_id=tokenizer.eos_token_id,
-                stopping_criteria=StoppingCriteriaList([StopAtNewline(newline_ids, ids.shape[1])]),
-            )
-            new = out[:, ids.shape[1] :]
+            new = _greedy_batch(model, ids, mask, max_new_tokens, tokenizer.eos_token_id,
+                                tokens, cache_kwarg, prefix_ids)
             texts = tokenizer.batch_decode(new, skip_special_tokens=True)
             for row, i in enumerate(batch):
                 results[i] = postprocess_generation(texts[row])
@@ -289,9 +342,11 @@ def loglik_choices(
     context_ids: list[list[int]],
     choice_ids: list[list[list[int]]],
     batch_size: int,
+    prefix_ids: list[int] | None = None,
 ) -> list[list[tuple[float, int]]]:
     """For each item and each of its choices: (summed log-probability of the choice's tokens
-    given the item's context, number of tokens).
+    given the item's context, number of tokens); every context follows the shared
+    `prefix_ids`, if given (see _prefill).
 
     Per batch of `batch_size` items: pass 1 runs the left-padded contexts with the cache on;
     the last position's distribution scores every choice's first token. Pass 2 (skipped when
@@ -309,9 +364,7 @@ def loglik_choices(
     with _progress(len(context_ids), batch_size, "loglik") as bar:
         for batch in _mc_batches(context_ids, choice_ids, batch_size):
             ids, mask = _left_pad([context_ids[i] for i in batch], pad_id, device)
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                        **_last_logits_only(model))
+            out, mask, last = _prefill(model, ids, mask, prefix_ids)
             first = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)  # (items, vocab)
             cache = _returned_cache(out)
             del out  # the context's logits are no longer needed
@@ -331,8 +384,8 @@ def loglik_choices(
                     cmask[r, : len(c) - 1] = 1
                 inp, tgt, cmask = inp.to(device), tgt.to(device), cmask.to(device)
                 cache = _select_cache(cache, owner)
-                # Continuations follow their own context: positions go on from its real length.
-                start = mask.sum(-1).index_select(0, owner)
+                # Continuations follow their own context: positions go on from its last token.
+                start = (last + 1).index_select(0, owner)
                 pos = start[:, None] + torch.arange(width, device=device)[None, :]
                 full_mask = torch.cat([mask.index_select(0, owner), cmask], dim=1)
                 out2 = model(input_ids=inp, attention_mask=full_mask, position_ids=pos,

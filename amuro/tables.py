@@ -9,8 +9,12 @@
     python -m amuro.tables cost --jobs JOBS.json --out results/cost.csv   (or --jobs '[...]')
 
 Every comparison of a fine-tuned model with its base checkpoint reads both in --format, the
-fine-tuned model at --ft-shots and the base at --base-shots. See amuro.analysis.* for each
-table's definition. Outputs are written atomically.
+fine-tuned model at --ft-shots (default 4, the paper's matched 4 vs 4; 0 for the zero-shot view)
+and the base at --base-shots. Fine-tuned scores are averaged over their fine-tuning seeds, and
+every interval of mrc, ood and groups comes from one joint bootstrap (items of each eval set and
+fine-tuning seeds resampled together, the same draws for every table: amuro.bootstrap.
+JointBootstrap). See amuro.analysis.* for each table's definition. Outputs are written
+atomically.
 """
 
 from __future__ import annotations
@@ -25,15 +29,11 @@ import polars as pl
 from amuro.analysis import cost, formats, groups, mrc, ood
 from amuro.analysis.scores import load_scores
 from amuro.errors import AmuroError, run_cli
-from amuro.io import atomic_path
+from amuro.io import atomic_path, decode_error
+from amuro.schema import PERF_SCHEMA as SCHEMA
 
-PERF_SCHEMA = {
-    "model": pl.String, "step": pl.Int64, "tokens": pl.Int64, "tuning": pl.String,
-    "train_task": pl.String, "eval_task": pl.String, "eval_type": pl.String,
-    "eval_set": pl.String, "role": pl.String, "format": pl.String, "shots": pl.Int64,
-    "metric": pl.String, "value": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64,
-    "n": pl.Int64, "n_truncated": pl.Int64, "scoring": pl.String,
-}
+# perf.csv's columns and dtypes, declared once in amuro.schema (re-exported here).
+PERF_SCHEMA = SCHEMA
 
 
 def read_perf(path: str | Path) -> pl.DataFrame:
@@ -41,8 +41,12 @@ def read_perf(path: str | Path) -> pl.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise AmuroError(f"{path}: file not found (written by python -m amuro.aggregate)")
-    with path.open(encoding="utf-8") as fh:
-        header = fh.readline().strip().split(",")
+    with path.open("rb") as fh:
+        first = fh.readline()
+    try:
+        header = first.decode("utf-8").strip().split(",")
+    except UnicodeDecodeError as err:
+        raise decode_error(path, first, err) from None
     missing = [c for c in PERF_SCHEMA if c not in header]
     if missing:
         raise AmuroError(f"{path}: missing column(s) {', '.join(missing)}")
@@ -98,7 +102,7 @@ def _ood(args) -> None:
 def _groups(args) -> None:
     perf, book = read_perf(args.perf), load_scores(args.scores)
     sets = groups.classify_sets(perf, book, args.format, args.base_shots, args.min_rise,
-                                args.bootstrap_resamples, args.bootstrap_seed)
+                                args.bootstrap_resamples, args.bootstrap_seed, args.ft_shots)
     gain = groups.gain_by_group(perf, sets, book, args.format, args.base_shots, args.ft_shots,
                                 args.bootstrap_resamples, args.bootstrap_seed)
     write_csv(sets, args.out, "learned in pre-training vs fine-tuning")
@@ -140,7 +144,8 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--format", default="default",
                          help="prompt format of the comparison (default: %(default)s)")
     compare.add_argument("--base-shots", type=int, default=4)
-    compare.add_argument("--ft-shots", type=int, default=0)
+    compare.add_argument("--ft-shots", type=int, default=4,
+                         help="shots of the fine-tuned models (default: %(default)s)")
     compare.add_argument("--bootstrap-resamples", type=int, default=1000)
     compare.add_argument("--bootstrap-seed", type=int, default=1)
 
@@ -167,7 +172,7 @@ def _parser() -> argparse.ArgumentParser:
     f = sub.add_parser("formats", help="spread across prompt formats")
     f.add_argument("--perf", required=True, metavar="CSV")
     f.add_argument("--base-shots", type=int, default=4)
-    f.add_argument("--ft-shots", type=int, default=0)
+    f.add_argument("--ft-shots", type=int, default=4)
     f.add_argument("--out", required=True, metavar="CSV")
     f.add_argument("--summary", required=True, metavar="CSV")
     f.set_defaults(run=_formats)

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from amuro.errors import AmuroError
-from amuro.io import parse_json_object
+from amuro.io import check_json_types, parse_json_object
 
 TASK_TYPES = ("classification", "generation", "multiple_choice")
 MC_METRICS = ("acc", "acc_norm")  # every multiple_choice set reports both
@@ -115,5 +115,48 @@ def parse_eval_plan(text: str) -> dict:
     for key in ("sets", "formats", "shots"):
         if key not in plan:
             raise AmuroError(f"--plan: evaluation plan lacks field {key!r}")
+    check_json_types("--plan", plan, PLAN_TYPES)
+    for i, d in enumerate(plan["sets"]):
+        check_json_types(f"--plan: sets[{i}]", d, SET_TYPES, required=SET_REQUIRED)
+        check_json_types(f"--plan: sets[{i}].task", d["task"], TASK_JSON_TYPES,
+                         required=("name", "type", "template"))
+        unknown = sorted(set(d["task"]) - set(TASK_JSON_TYPES))
+        if unknown:
+            raise AmuroError(f"--plan: sets[{i}].task: unknown field(s) {unknown}; expected "
+                             f"some of {sorted(TASK_JSON_TYPES)}")
+    zero = plan.get("zero_shot_formats")
+    if zero is not None and not set(zero) <= set(plan["formats"]):
+        raise AmuroError(f"--plan: zero_shot_formats {zero} must be among formats "
+                         f"{plan['formats']}")
+    names = {d["name"] for d in plan["sets"]}
+    for name, formats in (plan.get("set_formats") or {}).items():
+        if name not in names:
+            raise AmuroError(f"--plan: set_formats: {name!r} is not an eval set of the plan")
+        if (not isinstance(formats, list) or not formats
+                or not set(formats) <= set(plan["formats"])):
+            raise AmuroError(f"--plan: set_formats: {name!r}: expected a non-empty list of "
+                             f"formats among {plan['formats']}, got {formats!r}")
     plan["sets"] = [eval_set_from_dict(d) for d in plan["sets"]]
     return plan
+
+
+def plan_cells(plan: dict, set_name: str) -> list[tuple[str, int]]:
+    """The (format, shots) cells of one set: every format at every shot count, except that
+    a set named in `set_formats` runs only in its formats there, and 0-shot runs only in
+    `zero_shot_formats` when the plan names them (null: all)."""
+    zero = plan.get("zero_shot_formats")
+    formats = (plan.get("set_formats") or {}).get(set_name, plan["formats"])
+    return [(fmt, int(k)) for fmt in plan["formats"] for k in plan["shots"]
+            if fmt in formats and (int(k) != 0 or zero is None or fmt in zero)]
+
+
+# JSON kinds of a hand-given --plan (amuro.io.check_json_types)
+PLAN_TYPES = {"sets": "list[object]", "formats": "list[str]", "shots": "list[int]",
+              "seed": "int", "batch_size": "int", "max_items": "int|null",
+              "zero_shot_formats": "list[str]|null", "demonstrations": "str",
+              "prefix_cache": "bool", "set_formats": "object|null"}
+SET_REQUIRED = ("name", "task", "role", "test_path", "demo_path")
+SET_TYPES = {"name": "str", "task": "object", "role": "str", "test_path": "str",
+             "demo_path": "str", "labels": "list[str]|null"}
+TASK_JSON_TYPES = {"name": "str", "type": "str", "template": "str",
+                   "labels": "list[str]|null", "metric": "str|null", "max_new_tokens": "int"}

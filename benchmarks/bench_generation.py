@@ -63,13 +63,14 @@ def main() -> None:
                                  for p in prompts])
         tb, batched = timed(lambda: scoring.generate_greedy(model, tok, prompts, n,
                                                             args.batch_size))
-        stop = scoring.StopAtNewline
-        scoring.StopAtNewline = lambda ids, width: stop([], width)  # never stops early
+        stop = scoring._line_done
+        # never stops at a newline: every row decodes until eos or max_new_tokens
+        scoring._line_done = lambda tokens, new, started: torch.zeros(len(new), dtype=torch.bool)
         try:
             tn, no_stop = timed(lambda: scoring.generate_greedy(model, tok, prompts, n,
                                                                 args.batch_size))
         finally:
-            scoring.StopAtNewline = stop
+            scoring._line_done = stop
     same = one == batched == no_stop
     print(f"{args.prompts} prompts x {n} new tokens, {args.threads} thread(s)")
     print(f"batch 1:                         {t1:7.2f} s  (baseline)")

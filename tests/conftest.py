@@ -130,15 +130,17 @@ class ToyStudy:
 
 @pytest.fixture(scope="session")
 def local_toy_study(tmp_path_factory) -> ToyStudy:
-    """The toy study run once per session with the local executor (`--cores 2`), shared by the
-    end-to-end test and the SLURM test. Read-only: a test that runs Snakemake again (even a
-    dry run) does it on a copy."""
+    """The toy study run once per session with the local executor (`--cores 2`) and its jobs
+    started from a zygote (as `make study` runs them), shared by the end-to-end test and the
+    SLURM test, whose jobs start as plain processes: the two must agree byte for byte.
+    Read-only: a test that runs Snakemake again (even a dry run) does it on a copy."""
     from test_workflow import TEST_CONFIG, snakemake
 
     work = tmp_path_factory.mktemp("local_toy_study") / "study"
     work.mkdir()
     t0 = time.monotonic()
-    proc = snakemake("--cores", "2", "--configfile", str(TEST_CONFIG), "--directory", str(work))
+    proc = snakemake("--cores", "2", "--configfile", str(TEST_CONFIG), "--directory", str(work),
+                     zygote=True)
     return ToyStudy(work, proc, time.monotonic() - t0)
 
 

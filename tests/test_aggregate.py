@@ -14,19 +14,22 @@ from amuro import tables
 from amuro.aggregate import DIFF_COLUMNS, PERF_COLUMNS, main
 from amuro.analysis.mrc import MRC_COLUMNS, SUMMARY_COLUMNS
 from amuro.analysis.scores import cell_seed, load_scores
-from amuro.bootstrap import mean_ci, mrc_ci
+from amuro.bootstrap import JointBootstrap, Unit, mean_ci
 from amuro.errors import run_cli
 
-HEADER = ["model", "step", "tuning", "train_task", "eval_task", "eval_type", "eval_set", "role",
-          "format", "shots", "metric", "value", "n", "n_truncated", "scoring"]
+HEADER = ["model", "step", "tuning", "train_task", "seed", "eval_task", "eval_type", "eval_set",
+          "role", "format", "shots", "metric", "value", "n", "n_truncated", "scoring"]
+OLD_HEADER = [c for c in HEADER if c != "seed"]  # metrics files written before seeds
 TYPE = {"mnli": "classification", "paws": "classification", "xsum": "generation"}
 METRIC = {"classification": "accuracy", "generation": "rougeL"}
 
 
-def row(tuning, train_task, eval_set, value, role, shots, step=800, model="tiny"):
+def row(tuning, train_task, eval_set, value, role, shots, step=800, model="tiny", seed=None):
     kind = TYPE[eval_set]
+    seed = (0 if tuning == "base" else 1) if seed is None else seed
     return {"model": model, "step": step, "tuning": tuning, "train_task": train_task,
-            "eval_task": eval_set, "eval_type": kind, "eval_set": eval_set, "role": role,
+            "seed": seed, "eval_task": eval_set, "eval_type": kind, "eval_set": eval_set,
+            "role": role,
             "format": "default", "shots": shots, "metric": METRIC[kind], "value": value,
             "n": 100, "n_truncated": 0 if kind == "classification" else 3,
             "scoring": "loglik" if kind == "classification" else "greedy"}
@@ -39,8 +42,9 @@ def scores_for(value, n):
     return [1.0] * k + [0.0] * (n - k)
 
 
-def write_metrics(path, rows, header=HEADER, ids=None):
-    """A metrics CSV and, beside it, the predictions.jsonl that reproduces its values."""
+def write_metrics(path, rows, header=HEADER, ids=None, predictions=None):
+    """A metrics CSV and, beside it, the predictions.jsonl that reproduces its values
+    (`predictions`: {eval_set: list of prediction strings}; "x" for every item otherwise)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=header, extrasaction="ignore")
@@ -50,9 +54,11 @@ def write_metrics(path, rows, header=HEADER, ids=None):
     with (path.parent / "predictions.jsonl").open("w") as fh:
         for r in rows:
             item_ids = ids or [f"q{i}" for i in range(r["n"])]
-            for i, score in zip(item_ids, scores_for(r["value"], r["n"]), strict=True):
+            preds = (predictions or {}).get(r["eval_set"], ["x"] * r["n"])
+            for i, score, pred in zip(item_ids, scores_for(r["value"], r["n"]), preds,
+                                      strict=True):
                 fh.write(json.dumps({"eval_set": r["eval_set"], "format": r["format"],
-                                     "shots": r["shots"], "id": i, "prediction": "x",
+                                     "shots": r["shots"], "id": i, "prediction": pred,
                                      "target": "x", "score": score, "truncation": "none"})
                          + "\n")
     return path
@@ -94,7 +100,8 @@ def run_mrc(perf_csv, scores, out_dir, capsys, *extra):
     """python -m amuro.tables mrc on aggregate's outputs; returns (mrc.csv, summary, stderr)."""
     mrc_csv, summary_csv = out_dir / "mrc.csv", out_dir / "mrc_summary.csv"
     code, err = run(["mrc", "--perf", perf_csv, "--scores", scores, "--out", mrc_csv,
-                     "--summary", summary_csv, *extra], capsys, entry=tables.main)
+                     "--summary", summary_csv, "--ft-shots", 0, *extra], capsys,
+                    entry=tables.main)
     assert code == 0, err
     return pl.read_csv(mrc_csv), pl.read_csv(summary_csv), err
 
@@ -122,9 +129,10 @@ def test_writes_perf_and_scores_for_the_mrc(inputs, capsys):
     # Every cell's scores, as read from predictions.jsonl (base cells have no train_task).
     book = load_scores(scores)
     assert len(book.cells) == 9
-    ids, values = book.get("tiny", 800, "base", None, "paws", "default", 4, "accuracy")
+    ids, values = book.get("tiny", 800, "base", None, 0, "paws", "default", 4, "accuracy")
     assert ids == [f"q{i}" for i in range(100)] and values.tolist() == scores_for(0.5, 100)
-    assert book.get("tiny", 800, "sft", "mnli", "xsum", "default", 0, "rougeL")[1].mean() == 0.5
+    assert book.get("tiny", 800, "sft", "mnli", 1, "xsum", "default", 0,
+                    "rougeL")[1].mean() == 0.5
 
     result, summary, err = run_mrc(perf_csv, scores, out, capsys)
     assert result.columns == MRC_COLUMNS
@@ -153,7 +161,7 @@ def test_output_is_deterministic(inputs, capsys):
         out = tmp / name
         perf_csv, scores = out / "perf.csv", out / "scores.parquet"
         code, err = run(["--metrics", *order, "--manifest", manifest, "--perf", perf_csv,
-                         "--scores", scores, "--diff", out / "d.csv"], capsys)
+                         "--scores", scores, "--diff", out / "d.csv", "--ft-shots", 0], capsys)
         assert code == 0, err
         run_mrc(perf_csv, scores, out, capsys)
         outs.append([(out / f).read_bytes() for f in ("perf.csv", "scores.parquet", "d.csv",
@@ -264,7 +272,7 @@ def full_run(inputs, capsys, *extra):
     out = tmp / "out"
     code, err = run(["--metrics", sft, *base, "--manifest", f"tiny={manifest}",
                      "--perf", out / "perf.csv", "--scores", out / "scores.parquet",
-                     "--diff", out / "ft_vs_base.csv", *extra], capsys)
+                     "--diff", out / "ft_vs_base.csv", "--ft-shots", "0", *extra], capsys)
     assert code == 0, err
     return out, err
 
@@ -276,7 +284,7 @@ def test_perf_ci_columns(inputs, capsys):
     # 0/1 scores with mean in (0, 1): a proper interval; exactly the library's, seeded per cell.
     r = perf.filter((pl.col("tuning") == "base") & (pl.col("eval_set") == "mnli")
                     & (pl.col("step") == 800)).row(0, named=True)
-    key = [r[k] for k in ("model", "step", "tuning", "train_task", "eval_set", "format",
+    key = [r[k] for k in ("model", "step", "tuning", "train_task", "seed", "eval_set", "format",
                           "shots")]
     expected = mean_ci(scores_for(0.4, 100), 1000, cell_seed(3, "perf", *key, "accuracy"))
     assert (r["ci_low"], r["ci_high"]) == pytest.approx(expected, abs=1e-12)
@@ -305,13 +313,15 @@ def test_mrc_ci_columns(inputs, capsys):
     r = result.filter(pl.col("target_type") == "all").row(0, named=True)
     assert r["mrc_percent"] == pytest.approx(25.0)
     assert r["mrc_ci_low_percent"] < 25.0 < r["mrc_ci_high_percent"]
-    # Exactly the library's stratified bootstrap over the two cross-task sets (paws, xsum),
-    # items paired by id in id order, seeded per row.
+    # Exactly the study's joint bootstrap over the two cross-task sets (paws, xsum): items
+    # paired by id in id order, every set's universe its ids, the seed axis [1].
+    ids = sorted(f"q{i}" for i in range(100))
     order = sorted(range(100), key=lambda i: f"q{i}")
-    pairs = [(np.array(scores_for(f, 100))[order], np.array(scores_for(b, 100))[order])
-             for f, b in ((0.25, 0.5), (0.5, 0.25))]
-    low, high = mrc_ci(pairs, 300, cell_seed(5, "mrc", "tiny", 800, "sft", "mnli", "all",
-                                             "default"))
+    units = [Unit(s, tuple(ids), np.array([scores_for(f, 100)])[:, order],
+                  np.array([scores_for(b, 100)])[:, order], (1,), None)
+             for s, f, b in (("paws", 0.25, 0.5), ("xsum", 0.5, 0.25))]
+    joint = JointBootstrap({"mnli": ids, "paws": ids, "xsum": ids}, [1], 300, 5)
+    _, low, high = joint.ci(units, "ratio")
     assert (r["mrc_ci_low_percent"], r["mrc_ci_high_percent"]) == pytest.approx(
         (low * 100, high * 100), abs=1e-9)
     for s in summary.iter_rows(named=True):
@@ -324,9 +334,9 @@ def test_ft_vs_base_rows(inputs, capsys):
     diff = pl.read_csv(out / "ft_vs_base.csv")
     assert diff.columns == DIFF_COLUMNS
     assert diff.select("eval_set", "role", "base_value", "ft_value", "n_paired",
-                       "n_unpaired").rows() == [
-        ("mnli", "ID", 0.4, 0.8, 100, 0), ("paws", "cross", 0.5, 0.25, 100, 0),
-        ("xsum", "cross", 0.25, 0.5, 100, 0)]
+                       "n_unpaired", "n_seeds").rows() == [
+        ("mnli", "ID", 0.4, 0.8, 100, 0, 1), ("paws", "cross", 0.5, 0.25, 100, 0, 1),
+        ("xsum", "cross", 0.25, 0.5, 100, 0, 1)]
     assert diff["diff"].to_list() == pytest.approx([0.4, -0.25, 0.25])
     assert (diff["diff_ci_low"] < diff["diff"]).all()
     assert (diff["diff"] < diff["diff_ci_high"]).all()
@@ -340,8 +350,8 @@ def test_unmatched_ids_are_counted(tmp_path, capsys):
     sft = write_metrics(tmp_path / "sft" / "metrics.csv",
                         [row("sft", "mnli", "paws", 0.25, "cross", 0)])
     code, err = run(["--metrics", base, sft, "--perf", tmp_path / "perf.csv", "--scores",
-                     tmp_path / "scores.parquet", "--diff", tmp_path / "d.csv", "--log-summary"],
-                    capsys)
+                     tmp_path / "scores.parquet", "--diff", tmp_path / "d.csv", "--log-summary",
+                     "--ft-shots", 0], capsys)
     assert code == 0, err
     assert "1 FT/base pair(s) with unmatched item ids: 10 id(s) only in the fine-tuned" in err
     assert "10 only in the base" in err
@@ -405,3 +415,88 @@ def test_diff_shots_are_options(inputs, capsys):
     assert diff.height == 3 and diff["base_value"].null_count() == 3
     assert (diff["base_shots"] == 0).all() and (diff["n_paired"] == 0).all()
     assert "diff: 3 row(s) (fine-tuned 0-shot vs base 0-shot)" in err
+
+
+# --- fine-tuning seeds and degenerate-output shares -----------------------------------------
+
+
+def test_seeds_are_rows_of_perf_and_averaged_in_ft_vs_base(tmp_path, capsys):
+    """Two seeds of one fine-tuned model, each its own metrics file: two perf rows, one
+    ft_vs_base row with their mean (n_seeds 2); the same seed twice is refused."""
+    base = write_metrics(tmp_path / "base" / "metrics.csv", [row("base", "", "mnli", 0.4, "ID", 4)])
+    seeds = [write_metrics(tmp_path / f"sft{s}" / "metrics.csv",
+                           [row("sft", "mnli", "mnli", v, "ID", 4, seed=s)])
+             for s, v in ((1, 0.6), (2, 0.8))]
+    out = tmp_path / "out"
+    code, err = run(["--metrics", base, *seeds, "--perf", out / "perf.csv", "--scores",
+                     out / "scores.parquet", "--diff", out / "d.csv", "--bootstrap-resamples",
+                     200], capsys)
+    assert code == 0, err
+    perf = pl.read_csv(out / "perf.csv")
+    assert perf.select("tuning", "seed", "value").rows() == [
+        ("base", 0, 0.4), ("sft", 1, 0.6), ("sft", 2, 0.8)]
+    d = pl.read_csv(out / "d.csv").row(0, named=True)
+    assert (d["n_seeds"], d["n_paired"]) == (2, 100)
+    assert d["ft_value"] == pytest.approx(0.7) and d["diff"] == pytest.approx(0.3)
+    assert d["diff_ci_low"] < 0.3 < d["diff_ci_high"]
+    book = load_scores(out / "scores.parquet")
+    assert sorted(book.seeds(("tiny", 800, "sft", "mnli", "mnli", "default", 4,
+                              "accuracy"))) == [1, 2]
+
+    again = write_metrics(tmp_path / "again" / "metrics.csv",
+                          [row("sft", "mnli", "mnli", 0.6, "ID", 4, seed=1)])
+    code, err = run(["--metrics", base, *seeds, again, "--perf", tmp_path / "p.csv"], capsys)
+    assert code == 2 and err.startswith("error: duplicate score") and "seed=1" in err
+
+
+def test_old_metrics_without_seed_read_as_seed_0(tmp_path, capsys):
+    old = write_metrics(tmp_path / "old" / "metrics.csv", base_rows(), header=OLD_HEADER)
+    code, err = run(["--metrics", old, "--perf", tmp_path / "perf.csv"], capsys)
+    assert code == 0, err
+    assert pl.read_csv(tmp_path / "perf.csv")["seed"].to_list() == [0, 0, 0]
+
+
+def test_base_with_a_seed_or_negative_seed_refused(tmp_path, capsys):
+    for seed, what in ((3, "base model with a fine-tuning seed other than 0"),
+                       (-1, "negative seed")):
+        rows = [row("base", "", "mnli", 0.4, "ID", 4, seed=seed)]
+        bad = write_metrics(tmp_path / f"b{seed}" / "metrics.csv", rows)
+        code, err = run(["--metrics", bad, "--perf", tmp_path / "perf.csv"], capsys)
+        assert code == 2 and f"error: {bad}:2: {what}" in err, err
+
+
+def test_top_and_empty_share_from_predictions(tmp_path, capsys):
+    """top_share: share of the cell's most frequent prediction; empty_share: share of empty
+    (whitespace-only) predictions; one value per metric row."""
+    rows = [row("base", "", "mnli", 0.4, "ID", 4), row("base", "", "xsum", 0.25, "ID", 4),
+            row("base", "", "paws", 0.5, "ID", 4)]
+    preds = {"mnli": ["no"] * 95 + ["yes"] * 5,
+             "xsum": [""] * 60 + ["\n"] * 31 + [f"text {i}" for i in range(9)],
+             "paws": ["yes", " yes"] * 30 + [f"p{i}" for i in range(40)]}
+    m = write_metrics(tmp_path / "m" / "metrics.csv", rows, predictions=preds)
+    code, err = run(["--metrics", m, "--perf", tmp_path / "perf.csv", "--bootstrap-resamples",
+                     0], capsys)
+    assert code == 0, err
+    perf = pl.read_csv(tmp_path / "perf.csv")
+    got = {r["eval_set"]: (r["top_share"], r["empty_share"]) for r in perf.iter_rows(named=True)}
+    assert got == {"mnli": (0.95, 0.0), "xsum": (0.91, 0.91), "paws": (0.6, 0.0)}
+    assert perf.columns == PERF_COLUMNS
+    assert PERF_COLUMNS.index("top_share") == PERF_COLUMNS.index("n_truncated") + 1
+
+
+def test_multiple_choice_shares_per_metric_row(tmp_path):
+    """A multiple-choice cell's rows name their metric; each metric row gets the shares of its
+    own predictions (the choice each metric picked)."""
+    from amuro.analysis.scores import read_predictions
+
+    path = tmp_path / "predictions.jsonl"
+    with path.open("w") as fh:
+        for i in range(10):
+            for metric, pred in (("acc", "A"), ("acc_norm", "B" if i < 7 else "C")):
+                fh.write(json.dumps({"eval_set": "arc", "format": "default", "shots": 4,
+                                     "metric": metric, "id": i, "prediction": pred,
+                                     "score": 1.0}) + "\n")
+    shares: dict = {}
+    read_predictions(path, shares)
+    assert shares[("arc", "default", 4, "acc")] == (1.0, 0.0)
+    assert shares[("arc", "default", 4, "acc_norm")] == (0.7, 0.0)

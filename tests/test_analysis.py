@@ -52,20 +52,22 @@ class Study:
         self.cells: dict[tuple, tuple[list[str], np.ndarray]] = {}
 
     def add(self, tuning, train_task, eval_set, role, value=None, step=100, shots=None,
-            fmt="default", scores=None, model="tiny"):
+            fmt="default", scores=None, model="tiny", seed=None):
         task, kind, metric = SETS[eval_set]
         shots = (4 if tuning == "base" else 0) if shots is None else shots
+        seed = (0 if tuning == "base" else 1) if seed is None else seed
         scores = ones(value) if scores is None else np.asarray(scores, dtype=float)
         value = float(scores.mean()) if value is None else value
         assert abs(scores.mean() - value) < 1e-12
         self.rows.append({
             "model": model, "step": step, "tokens": step * 1000, "tuning": tuning,
-            "train_task": train_task, "eval_task": task, "eval_type": kind,
+            "train_task": train_task, "seed": seed, "eval_task": task, "eval_type": kind,
             "eval_set": eval_set, "role": role, "format": fmt, "shots": shots, "metric": metric,
             "value": value, "ci_low": value, "ci_high": value, "n": scores.size,
-            "n_truncated": 0, "scoring": "loglik" if kind == "classification" else "greedy",
+            "n_truncated": 0, "top_share": None, "empty_share": None,
+            "scoring": "loglik" if kind == "classification" else "greedy",
         })
-        key = (model, step, tuning, train_task, eval_set, fmt, shots, metric)
+        key = (model, step, tuning, train_task, seed, eval_set, fmt, shots, metric)
         self.cells[key] = ([f"q{i:03d}" for i in range(scores.size)], scores)
         return self
 
@@ -362,15 +364,20 @@ def test_gain_by_group_pairs_in_domain_or_any_fine_tune():
         ("paraphrase", "xsum", groups.ANY_FT)]     # rte has no group: left out
     out = groups.gain_by_group(s.perf(), sets, s.book(), "default", 4, 0, B, SEED)
     assert out.columns == groups.GAIN_COLUMNS
+    diff = groups.DIFFERENCE
     assert out.select("step", "learned_in", "n_sets", "n_pairs").rows() == [
-        (100, "fine-tuning", 2, 3), (100, "pre-training", 1, 1),
-        (200, "fine-tuning", 2, 3), (200, "pre-training", 1, 1)]
+        (100, "fine-tuning", 2, 3), (100, "pre-training", 1, 1), (100, diff, 3, 4),
+        (200, "fine-tuning", 2, 3), (200, "pre-training", 1, 1), (200, diff, 3, 4)]
     got = {(r["step"], r["learned_in"]): r["mean_change"] for r in out.iter_rows(named=True)}
     # fine-tuning at 100: paws +0.25 (paraphrase), xsum 0 (nli) and +0.125 (paraphrase)
     assert got[(100, "fine-tuning")] == 0.125
     assert got[(100, "pre-training")] == 0.25
     assert got[(200, "fine-tuning")] == pytest.approx(0.5 / 3)  # 0, +0.25, +0.25
     assert got[(200, "pre-training")] == 0.5
+    # Table 5's ordering per checkpoint: gain(fine-tuning group) − gain(pre-training group)
+    assert got[(100, diff)] == pytest.approx(-0.125)
+    assert got[(200, diff)] == pytest.approx(0.5 / 3 - 0.5)
+    assert set(out["n_seeds"].to_list()) == {1}
     ft100 = one(out, step=100, learned_in="fine-tuning")
     assert ft100["sets"] == "paws xsum" and ft100["tokens"] == 100_000
     assert ft100["pairing"] == "any fine-tune: xsum; in-domain fine-tune: paws"
@@ -557,6 +564,22 @@ def test_eval_shares_zero_seconds_split_evenly():
         cost.EVAL_ID: 0.5, cost.EVAL_OOD: 0.5}
 
 
+def test_cost_reads_the_steps_own_cpu_time_when_the_benchmark_saw_less(tmp_path):
+    """Under the zygote the job's process only forwards the work: its benchmark shows almost
+    no CPU time, and the step's own count (timing `cpu_s`, or settings.json's timing) wins."""
+    (tmp_path / "settings.json").write_text(json.dumps({"timing": {"cpu_s": 90.0}}))
+    (tmp_path / "pt_timing.json").write_text(json.dumps({"cpu_s": 1.0}))
+    jobs = [
+        {"kind": "finetune", "benchmark": bench(tmp_path / "f.tsv", (36, 0.5)),
+         "train_task": "nli", "timing": str(tmp_path / "settings.json")},
+        {"kind": "pretrain", "benchmark": bench(tmp_path / "pt.tsv", (7200, 3600)),
+         "timing": str(tmp_path / "pt_timing.json")},
+    ]
+    rows = {r["experiment"]: r for r in cost.cost_table(jobs, "default").iter_rows(named=True)}
+    assert rows[cost.FINETUNE]["cpu_hours"] == pytest.approx(90.0 / 3600)
+    assert rows[cost.PRETRAIN]["cpu_hours"] == pytest.approx(1.0)  # the larger one
+
+
 def test_cost_errors_are_one_line_and_name_the_file(tmp_path):
     missing = tmp_path / "nowhere.tsv"
     with pytest.raises(AmuroError) as err:
@@ -616,7 +639,7 @@ def cli_study() -> Study:
 
 def test_tables_cli_writes_every_table(tmp_path, capsys):
     perf, scores = cli_study().write(tmp_path)
-    common = ["--perf", perf, "--scores", scores, "--bootstrap-resamples", B]
+    common = ["--perf", perf, "--scores", scores, "--bootstrap-resamples", B, "--ft-shots", 0]
 
     code, err = run(["mrc", *common, "--out", tmp_path / "mrc.csv", "--summary",
                      tmp_path / "mrc_summary.csv", "--slope-unit", 100], capsys)
@@ -651,7 +674,7 @@ def test_tables_cli_writes_every_table(tmp_path, capsys):
     assert f["mean_change"] == 0.25 and f["n_pairs"] == 1 and f["sets"] == "xsum"
     assert "learned in pre-training vs fine-tuning: 3 row(s)" in err
 
-    code, err = run(["formats", "--perf", perf, "--out", tmp_path / "format.csv",
+    code, err = run(["formats", "--perf", perf, "--ft-shots", 0, "--out", tmp_path / "format.csv",
                      "--summary", tmp_path / "format_summary.csv"], capsys)
     assert code == 0, err
     spread = pl.read_csv(tmp_path / "format.csv")
@@ -681,7 +704,7 @@ def test_tables_cli_outputs_are_deterministic(tmp_path, capsys):
     outs = []
     for name in ("a", "b"):
         code, err = run(["mrc", "--perf", perf, "--scores", scores, "--bootstrap-resamples", B,
-                         "--out", tmp_path / f"{name}.csv", "--summary",
+                         "--ft-shots", 0, "--out", tmp_path / f"{name}.csv", "--summary",
                          tmp_path / f"{name}_s.csv"], capsys)
         assert code == 0, err
         outs.append(((tmp_path / f"{name}.csv").read_bytes(),
@@ -694,7 +717,8 @@ def test_tables_cli_reports_skipped_mrc_pairs(tmp_path, capsys):
     s.base("mnli", 0.0).ft("summarization", "mnli", 0.25).ft("summarization", "paws", 0.5)
     perf, scores = s.write(tmp_path)
     code, err = run(["mrc", "--perf", perf, "--scores", scores, "--out", tmp_path / "m.csv",
-                     "--summary", tmp_path / "s.csv", "--bootstrap-resamples", B], capsys)
+                     "--summary", tmp_path / "s.csv", "--bootstrap-resamples", B, "--ft-shots",
+                     0], capsys)
     assert code == 0, err
     assert "1 (model, set) pair(s) skipped: base score 0, left out of the ratio (mnli)" in err
     assert "1 (model, set) pair(s) skipped: no base row, left out (paws)" in err
@@ -794,3 +818,75 @@ def test_tables_cli_cost_errors_name_the_file(tmp_path, capsys):
     assert (code, err.strip()) == (
         2, f"error: {timing}: field cells: expected a list of per-cell timings")
     assert not out.exists()
+
+
+# --- fine-tuning seeds ----------------------------------------------------------------------
+
+
+def test_collapse_seeds_means_and_spread():
+    from amuro.analysis.scores import collapse_seeds
+
+    s = Study().base("mnli", 0.5)
+    s.ft("nli", "mnli", 0.5, role="ID", seed=1).ft("nli", "mnli", 0.75, role="ID", seed=2)
+    out = collapse_seeds(s.perf())
+    assert "seed" not in out.columns
+    ft = one(out, tuning="sft")
+    assert (ft["value"], ft["n_seeds"], ft["value_min"], ft["value_max"]) == (0.625, 2, 0.5,
+                                                                               0.75)
+    assert ft["ci_low"] is None and one(out, tuning="base")["ci_low"] == 0.5
+    assert collapse_seeds(out).equals(out)  # idempotent
+    twice = pl.concat([s.perf(), s.perf().filter(pl.col("seed") == 2)])
+    with pytest.raises(ValueError, match="several fine-tuned rows"):
+        collapse_seeds(twice)
+
+
+def test_scorebook_pairs_seeds_on_ids_every_seed_scored():
+    cells = {
+        ("m", 1, "sft", "t", 1, "s", "f", 0, "acc"): (["a", "b", "c"], np.array([1.0, 0, 1])),
+        ("m", 1, "sft", "t", 2, "s", "f", 0, "acc"): (["b", "c", "d"], np.array([1.0, 1, 0])),
+        ("m", 1, "base", None, 0, "s", "f", 4, "acc"): (["c", "b", "a", "d"],
+                                                        np.array([0.0, 1, 0, 1])),
+    }
+    book = ScoreBook(cells)
+    assert book.universes() == {"s": ["a", "b", "c", "d"]}
+    assert book.fine_tuning_seeds() == [1, 2]
+    unit = book.paired(("m", 1, "sft", "t", "s", "f", 0, "acc"),
+                       ("m", 1, "base", None, "s", "f", 4, "acc"))
+    assert unit.ids == ("b", "c") and unit.a_seeds == (1, 2) and unit.b_seeds is None
+    assert unit.a.tolist() == [[0.0, 1.0], [1.0, 1.0]] and unit.b.tolist() == [[1.0, 0.0]]
+    assert book.unpaired == {(("m", 1, "sft", "t", "s", "f", 0, "acc"),
+                              ("m", 1, "base", None, "s", "f", 4, "acc")): (2, 2)}
+    assert book.joint(10, 1) is book.joint(10, 1)
+
+
+def seeds_study() -> Study:
+    """Two checkpoints; nli fine-tuned with seeds 1 and 2 (mnli ID, rte OOD, xsum cross)."""
+    s = Study()
+    for step, (m1, m2) in ((100, (0.5, 0.75)), (200, (0.75, 1.0))):
+        s.base("mnli", 0.5, step).base("rte", 0.5, step, role="OOD").base("xsum", 0.5, step)
+        for seed, mnli, rte in ((1, m1, 0.25), (2, m2, 0.5)):
+            s.ft("nli", "mnli", mnli, step, role="ID", seed=seed)
+            s.ft("nli", "rte", rte, step, role="OOD", seed=seed)
+            s.ft("nli", "xsum", 0.25 * seed, step, seed=seed)
+    return s
+
+
+def test_every_analysis_averages_over_seeds():
+    s = seeds_study()
+    _, result, summary = mrc_tables(s)
+    r = one(result, step=100, target_type="generation")
+    assert r["mrc_percent"] == pytest.approx(-25.0) and r["n_seeds"] == 2  # (0.375-0.5)/0.5
+    assert one(summary, train_task="all")["n_seeds"] == 2
+    o = ood.ood_change(s.perf(), s.book(), "default", 4, 0, B, SEED).row(0, named=True)
+    assert o["mean_ft"] == 0.375 and o["n_seeds"] == 2
+    assert o["ci_low_percent"] < o["ratio_percent"] < o["ci_high_percent"]
+    sets = groups.classify_sets(s.perf(), s.book(), "default", 4, 0.1, B, SEED, 0)
+    m = one(sets, eval_set="mnli")
+    # fine-tuned mnli: 0.625 at step 100, 0.875 at step 200 (seed means)
+    assert (m["ft_train_task"], m["ft_first_value"], m["ft_last_value"]) == ("nli", 0.625,
+                                                                             0.875)
+    assert m["ft_rise"] == pytest.approx(0.25) and m["ft_n_seeds"] == 2
+    assert m["ft_rise_ci_low"] <= 0.25 <= m["ft_rise_ci_high"]
+    assert one(sets, eval_set="rte")["ft_rise"] is None  # OOD: not an in-domain curve
+    spread = formats.format_spread(s.perf(), 4, 0)
+    assert one(spread, step=100, kind="fine-tuned")["n_seeds"] == 2

@@ -5,7 +5,7 @@ from amuro.evaluate import COLUMNS, main, row_role
 from amuro.tasks import eval_set_to_dict
 
 EXPECTED_COLUMNS = (
-    "model,step,tuning,train_task,eval_task,eval_type,eval_set,role,format,shots,"
+    "model,step,tuning,train_task,seed,eval_task,eval_type,eval_set,role,format,shots,"
     "metric,value,n,n_truncated,scoring"
 ).split(",")
 
@@ -71,6 +71,36 @@ def test_evaluate_end_to_end(tiny_checkpoint, eval_sets, tmp_path, capsys):
     timing = json.loads((out / "timing.json").read_text())
     assert {"import", "load_model", "evaluate", "total"} <= set(timing)
     assert "[evaluate] tw_nli default 4-shot: accuracy=" in capsys.readouterr().err
+
+
+def test_fixed_demonstrations_score_the_same_with_and_without_the_prefix_cache(
+        tiny_checkpoint, eval_sets, tmp_path):
+    runs = {}
+    for cache in (True, False):
+        out = tmp_path / f"cache{cache}"
+        main(_argv(tiny_checkpoint, eval_sets.values(), out, shots=[0, 2],
+                   demonstrations="fixed", prefix_cache=cache,
+                   meta={"model": "tiny", "step": 8, "tuning": "sft", "train_task": "nli",
+                         "seed": 3}))
+        runs[cache] = [json.loads(line) for line in (out / "predictions.jsonl").open()]
+        rows = list(csv.DictReader((out / "metrics.csv").open()))
+        assert {r["seed"] for r in rows} == {"3"}
+    assert len(runs[True]) == 2 * 2 * (6 + 5)
+    assert [(p["prediction"], p["score"]) for p in runs[True]] == [
+        (p["prediction"], p["score"]) for p in runs[False]]
+
+
+def test_zero_shot_formats_limit_the_zero_shot_cells(tiny_checkpoint, eval_sets, tmp_path):
+    out = tmp_path / "out"
+    main(_argv(tiny_checkpoint, [eval_sets["tw_nli"]], out, zero_shot_formats=["default"]))
+    cells = {(r["format"], r["shots"]) for r in csv.DictReader((out / "metrics.csv").open())}
+    assert cells == {("default", "0"), ("default", "4"), ("io", "4")}
+    out = tmp_path / "out2"
+    main(_argv(tiny_checkpoint, eval_sets.values(), out, set_formats={"tw_summ": ["io"]}))
+    cells = {(r["eval_set"], r["format"], r["shots"])
+             for r in csv.DictReader((out / "metrics.csv").open())}
+    assert {(f, k) for s, f, k in cells if s == "tw_summ"} == {("io", "0"), ("io", "4")}
+    assert len([c for c in cells if c[0] == "tw_nli"]) == 4
 
 
 def test_evaluate_max_items_and_deterministic(tiny_checkpoint, eval_sets, tmp_path):

@@ -24,7 +24,16 @@ from amuro.prompts import (
     render_few_shot,
     render_prompt,
 )
-from amuro.scoring import choose, encode_choices, loglik_choices
+from amuro.scoring import (
+    NewlineTokens,
+    _cache_kwarg,
+    _greedy_batch,
+    _left_pad,
+    choose,
+    classify,
+    encode_choices,
+    loglik_choices,
+)
 from amuro.tasks import EvalSet, TaskSpec, eval_set_to_dict, task_from_dict
 from amuro.truncation import DROPPED_DEMOS, NONE, TRUNCATED_INPUT
 
@@ -328,6 +337,35 @@ def test_cache_reuse_equals_full_sequence_scoring(kind):
     for k, i in enumerate(perm):
         assert [ll for ll, _ in shuffled[k]] == pytest.approx(
             [ll for ll, _ in runs[1][i]], abs=1e-4)  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["olmo", "llama"])
+def test_shared_prefix_cache_equals_full_sequences(kind):
+    """A prefix run once per batch and copied to every row scores, classifies and generates
+    as the prefix written out in front of every item."""
+    model = _tiny_model(kind)
+    tok = SimpleNamespace(pad_token_id=0, eos_token_id=1, get_vocab=lambda: {"a": 63},
+                          batch_decode=lambda ids, **kw: [str(i) for i in ids])
+    ctxs, choices = _random_items(9)
+    prefix = [5, 9, 2, 17, 30]
+    full = loglik_choices(model, tok, [prefix + c for c in ctxs], choices, 4)
+    cached = loglik_choices(model, tok, ctxs, choices, 4, prefix_ids=prefix)
+    for got, want in zip(cached, full, strict=True):
+        assert [ll for ll, _ in got] == pytest.approx([ll for ll, _ in want], abs=1e-4)
+    labels = [40, 41, 42]
+    full_c = classify(model, tok, [prefix + c for c in ctxs], labels, 4)
+    cached_c = classify(model, tok, ctxs, labels, 4, prefix_ids=prefix)
+    assert [p for p, _ in cached_c] == [p for p, _ in full_c]
+    for (_, a), (_, b) in zip(cached_c, full_c, strict=True):
+        assert a == pytest.approx(b, abs=1e-4)
+    tokens = NewlineTokens(tok, 64)
+    for rows in ([0, 1, 2, 3], [4, 5, 6, 7, 8]):
+        ids, mask = _left_pad([ctxs[i] for i in rows], 0, "cpu")
+        with_prefix = _greedy_batch(model, ids, mask, 6, None, tokens, _cache_kwarg(model),
+                                    prefix)
+        ids, mask = _left_pad([prefix + ctxs[i] for i in rows], 0, "cpu")
+        assert with_prefix == _greedy_batch(model, ids, mask, 6, None, tokens,
+                                            _cache_kwarg(model))
 
 
 def test_each_context_is_encoded_once():

@@ -11,6 +11,7 @@ from conftest import SERIES_MODEL as MODEL
 from conftest import SERIES_TRAIN as TRAIN
 
 from amuro.errors import AmuroError
+from amuro.finetune import IGNORE, linear_schedule, pack_sequences
 from amuro.finetune import main as finetune_main
 from amuro.io import sha256_file
 from amuro.modeling import load_model, load_tokenizer
@@ -64,6 +65,49 @@ def test_short_finetune_lowers_training_loss(nli_series, tmp_path):
     reloaded = load_model(out)
     base = load_model(nli_series / "ckpt" / "step10")
     assert not torch.equal(reloaded.lm_head.weight, base.lm_head.weight)
+
+
+def test_packed_finetune_steps_over_records_in_few_shot_sequences(nli_series, tmp_path):
+    out = tmp_path / "ft"
+    finetune_main([
+        "--checkpoint", str(nli_series / "ckpt" / "step10"),
+        "--train", str(nli_series / "data" / "tw_nli" / "train.jsonl"),
+        "--task", json.dumps(NLI),
+        "--settings", json.dumps({"epochs": 2, "batch_size": 2, "lr": 3e-3, "max_length": 128,
+                                  "seed": 1, "max_examples": 48, "pack": 3}),
+        "--out", str(out),
+    ])
+    settings = json.loads((out / "settings.json").read_text())
+    # 48 records, 2 sequences of 3 records per step: 8 steps an epoch
+    assert settings["n_examples"] == 48 and settings["steps"] == 16
+
+
+def test_pack_sequences_joins_blocks_like_a_few_shot_prompt():
+    blocks = [([1, 2, 3], [IGNORE, IGNORE, 3]), ([4, 5], [IGNORE, 5]), ([6, 7], [IGNORE, 7])]
+    sep, eos = [9], 0
+    assert pack_sequences(blocks, 2, sep, eos, 100) == [
+        ([1, 2, 3, 9, 4, 5, 0], [IGNORE, IGNORE, 3, IGNORE, IGNORE, 5, 0]),
+        ([6, 7, 0], [IGNORE, 7, 0]),
+    ]
+    # a block that would pass max_length starts the next sequence
+    assert [len(ids) for ids, _ in pack_sequences(blocks, 5, sep, eos, 7)] == [7, 3]
+    assert pack_sequences(blocks, 1, sep, eos, 100)[0] == ([1, 2, 3, 0], [IGNORE, IGNORE, 3, 0])
+
+
+def test_linear_schedule_matches_transformers():
+    from transformers import get_linear_schedule_with_warmup
+
+    for warmup, total in [(3, 20), (0, 5), (5, 5)]:
+        rates = []
+        for make in (get_linear_schedule_with_warmup, linear_schedule):
+            optimizer = torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=1.0)
+            schedule, seen = make(optimizer, warmup, total), []
+            for _ in range(total + 2):
+                seen.append(schedule.get_last_lr()[0])
+                optimizer.step()
+                schedule.step()
+            rates.append(seen)
+        assert rates[0] == rates[1]
 
 
 def test_lora_switch_trains_adapters_and_saves_a_plain_model(nli_series, tmp_path):

@@ -78,7 +78,7 @@ def study_config(gguf: Path) -> dict:
                for name, adapter, path in MC_SETS},
         },
         "finetune": {"epochs": 1, "batch_size": 4, "lr": 1.0e-5, "warmup_ratio": 0.1,
-                     "max_examples": 32, "max_length": 256, "seed": 1, "threads": 2},
+                     "max_examples": 32, "max_length": 256, "seeds": [1], "threads": 2},
         "evaluate": {"formats": ["default"], "base_shots": [0, 2], "finetuned_shots": [0],
                      "batch_size": 8, "seed": 1, "threads": 2},
         "analysis": {"bootstrap": {"resamples": 200, "seed": 1},
@@ -109,7 +109,7 @@ def test_smollm2_gguf_on_real_data_through_snakemake(tmp_path):
     assert ck["step"] == 0 and len(ck["sha256"]) == 64
     summary = json.loads((results / "data" / "stsb" / "summary.json").read_text())
     assert summary["splits"]["train"]["written"] == 40
-    settings = json.loads((results / "models" / "smol" / "step0" / "sft-paraphrase" /
+    settings = json.loads((results / "models" / "smol" / "step0" / "sft-paraphrase-seed1" /
                            "settings.json").read_text())
     assert settings["n_examples"] == 32 and settings["steps"] == 8
     with open(results / "perf.csv") as fh:

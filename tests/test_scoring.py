@@ -6,6 +6,8 @@ import torch
 from amuro.errors import AmuroError
 from amuro.modeling import load_model, load_tokenizer
 from amuro.scoring import (
+    NewlineTokens,
+    _line_done,
     classify,
     first_subtoken_ids,
     generate_greedy,
@@ -101,4 +103,25 @@ def test_batched_equals_one_by_one(tiny_checkpoint):
 
 def test_postprocess_generation():
     assert postprocess_generation("  Paris is nice \nand more") == "Paris is nice"
-    assert postprocess_generation("\nlater") == ""
+    # leading whitespace is skipped: a model that starts with a newline is not scored empty
+    assert postprocess_generation("\nlater\nmore") == "later"
+    assert postprocess_generation("\n \n") == ""
+
+
+def test_answer_line_ends_at_a_newline_after_text():
+    tok = train_tokenizer(["Paris is nice\n\nRome\n"], vocab_size=300)
+    tokens = NewlineTokens(tok, size=tok.vocab_size + 5)
+    assert len(tokens.blank) == tok.vocab_size + 5
+
+    def done(text):
+        """Whether decoding `text` token by token completes the line at some token."""
+        started = torch.zeros(1, dtype=torch.bool)
+        for t in tok(text, add_special_tokens=False)["input_ids"]:
+            if _line_done(tokens, torch.tensor([t]), started).item():
+                return True
+            started |= ~tokens.blank[torch.tensor([t])]
+        return False
+
+    assert [done(t) for t in ["\n", "\n\n", " \n"]] == [False, False, False]  # no text yet
+    assert [done(t) for t in ["\nParis", "Paris", "\n\nRome"]] == [False, False, False]
+    assert [done(t) for t in ["\nParis\n", "Paris\n", "Rome is\n\n"]] == [True, True, True]

@@ -58,7 +58,8 @@ SLURM_RULES = {"make_world", "pretrain_mini", "finetune", "finetune_candidate",
 # are two checkpoints (step0, step6), so two runs hold, and each is cancelled once.
 FAULT_TASK, FAULT_STEP = "summarization", 1
 FAULT_ENV = {"AMURO_FAULT_HOLD_AT_STEP": f"{FAULT_TASK}:{FAULT_STEP}"}
-FAULT_STATE_DIRS = [f"resume/mini/step{s}/sft-{FAULT_TASK}" for s in (0, 6)]
+FAULT_RUNS = [(step, seed) for step in (0, 6) for seed in (2, 3)]  # checkpoints x seeds
+FAULT_STATE_DIRS = [f"resume/mini/step{s}/sft-{FAULT_TASK}-seed{k}" for s, k in FAULT_RUNS]
 
 # Outputs that legitimately differ between two runs: timings and what is built from them
 # (cost table, report, figures; PDFs also embed a creation date) and Snakemake's markers.
@@ -188,13 +189,13 @@ def test_small_study_on_slurm_equals_local_run(slurm_cluster, local_toy_study, t
     assert sorted(cancelled) == FAULT_STATE_DIRS, cancelled
     assert all(info["step"] == FAULT_STEP for info in cancelled.values()), cancelled
     assert output.count("Trying to restart job") == len(FAULT_STATE_DIRS), output[-5000:]
-    for step in (0, 6):
+    for step, seed in FAULT_RUNS:
         ft_log = (work / "logs" / "finetune" / "mini" / f"step{step}" /
-                  f"{FAULT_TASK}.log").read_text()
+                  f"{FAULT_TASK}-seed{seed}.log").read_text()
         assert f"[finetune] resumed from step {FAULT_STEP}" in ft_log, ft_log[-3000:]
-    for step in (0, 6):  # the cancelled SLURM job, then its retry (attempt 2)
+    for step, seed in FAULT_RUNS:  # the cancelled SLURM job, then its retry (attempt 2)
         runs = {i: Path(log).read_text() for i, log in submitted.items()
-                if f"/rule_finetune/mini_{step}_{FAULT_TASK}/" in log}
+                if f"/rule_finetune/mini_{step}_{FAULT_TASK}_{seed}/" in log}
         assert len(runs) == 2 and len(set(runs) & cancelled_ids) == 1, runs.keys()
         retry = next(text for i, text in runs.items() if i not in cancelled_ids)
         assert "--attempt 2" in retry
@@ -224,10 +225,10 @@ def test_small_study_on_slurm_equals_local_run(slurm_cluster, local_toy_study, t
         if not same:
             differ.append(rel)
     assert not differ, f"differ from the local run: {differ}"
-    assert resumed == {f"results/models/mini/step{step}/sft-{FAULT_TASK}/settings.json":
-                       FAULT_STEP for step in (0, 6)}, resumed
+    assert resumed == {f"results/models/mini/step{step}/sft-{FAULT_TASK}-seed{seed}/"
+                       "settings.json": FAULT_STEP for step, seed in FAULT_RUNS}, resumed
     for rel in ("results/perf.csv", "results/ft_vs_base.csv", "results/mrc.csv",
-                "results/scores.parquet", "results/eval/mini/step6/sft-summarization/"
-                "predictions.jsonl", "results/models/mini/step6/sft-summarization/"
+                "results/scores.parquet", "results/eval/mini/step6/sft-summarization-seed2/"
+                "predictions.jsonl", "results/models/mini/step6/sft-summarization-seed3/"
                 "model.safetensors"):
         assert rel in files, rel

@@ -22,8 +22,12 @@ ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PA
        "MPLBACKEND": "Agg"}
 
 
-def snakemake(*args, cwd=ROOT, check=True):
+def snakemake(*args, cwd=ROOT, check=True, zygote=False):
+    """Run Snakemake on this workflow; with `zygote`, its jobs start from a pre-imported
+    server (amuro/zygote.py), as `make study` runs them."""
     cmd = [str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), *args]
+    if zygote:
+        cmd = [sys.executable, "-m", "amuro.zygote", *cmd]
     proc = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=900)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n"
@@ -46,9 +50,12 @@ def test_dry_run_lists_the_full_default_grid(tmp_path):
     counts = job_counts(snakemake("-n", "--configfile", str(ROOT / "config" / "config.yaml"),
                                   "--directory", str(tmp_path)))
     assert counts["make_world"] == 1 and counts["pretrain_tiny"] == 1
-    assert counts["finetune"] == n_steps * n_train
+    n_seeds = len(cfg["finetune"]["seeds"])
+    assert n_seeds >= 2  # fine-tuning seeds are a grid axis of the default study
+    assert counts["finetune"] == n_steps * n_train * n_seeds
     assert counts["instruction_tune"] == n_steps  # the default study instruction-tunes too
-    assert counts["evaluate"] == n_steps * (n_train + 2)  # base, each task, instruction-tuned
+    # base, each task and seed, instruction-tuned
+    assert counts["evaluate"] == n_steps * (n_train * n_seeds + 2)
     assert counts["aggregate"] == 1
     for rule in ("table_mrc", "table_ood", "table_groups", "table_formats", "table_cost",
                  "figures", "report"):
@@ -123,7 +130,8 @@ def test_slurm_profile_groups_a_checkpoints_evaluations_without_adding_gpus(tmp_
     assert len(groups) == len(steps["steps"]) + len(steps["revisions"])
     for name, tunings, gpu, mem_mb, runtime, cpus_per_gpu in groups:
         assert name.startswith("evaluate_olmo1b_step")
-        assert tunings == "base,it,sft-nli,sft-paraphrase,sft-question_generation,sft-summarization"
+        assert tunings == ("base,it,sft-nli-seed42,sft-paraphrase-seed42,"
+                           "sft-question_generation-seed42,sft-summarization-seed42")
         assert (gpu, mem_mb, runtime, cpus_per_gpu) == ("1", "64000", str(6 * 120), "8")
 
 
@@ -183,9 +191,12 @@ def test_end_to_end_small_study(local_toy_study, tmp_path):
     with open(work / "results" / "perf.csv") as fh:
         perf = list(csv.DictReader(fh))
     # per step, rows per (format, shots) cell: a multiple-choice set has two (acc, acc_norm).
-    # base: 5 sets + tw_facts_mc, 2 formats x 2 shots; each fine-tuned model: own ID and OOD,
-    # the other task's ID, tw_truth, tw_facts_mc; instruction-tuned: tw_truth and tw_facts_mc
-    assert len(perf) == 2 * ((5 + 2) * 2 * 2 + 2 * (4 + 2) * 2 + (1 + 2) * 2)
+    # base: 5 sets + tw_facts_mc, 2 formats x 2 shots; each fine-tuned model (2 tasks x 2
+    # seeds): own ID and OOD, the other task's ID, tw_truth, tw_facts_mc; instruction-tuned:
+    # tw_truth and tw_facts_mc
+    assert len(perf) == 2 * ((5 + 2) * 2 * 2 + 2 * 2 * (4 + 2) * 2 + (1 + 2) * 2)
+    assert {r["seed"] for r in perf if r["tuning"] == "sft"} == {"2", "3"}
+    assert {r["seed"] for r in perf if r["tuning"] == "base"} == {"0"}
     assert {r["metric"] for r in perf if r["eval_set"] == "tw_facts_mc"} == {"acc", "acc_norm"}
     assert {r["tuning"] for r in perf} == {"base", "sft", "it"}
     assert {r["role"] for r in perf} == {"ID", "OOD", "cross"}
@@ -193,10 +204,11 @@ def test_end_to_end_small_study(local_toy_study, tmp_path):
     assert all(float(r["ci_low"]) <= float(r["value"]) <= float(r["ci_high"]) for r in perf)
     with open(work / "results" / "ft_vs_base.csv") as fh:
         diffs = list(csv.DictReader(fh))
-    # every fine-tuned (and instruction-tuned) cell at 0 shots, paired with the base model's
-    # 2-shot cell on the same items
+    # every fine-tuned (and instruction-tuned) cell at 0 shots, averaged over its seeds,
+    # paired with the base model's 2-shot cell on the same items
     assert len(diffs) == 2 * (2 * (4 + 2) * 2 + (1 + 2) * 2)
     assert all(int(r["n_paired"]) == 8 for r in diffs)
+    assert {(r["tuning"], r["n_seeds"]) for r in diffs} == {("sft", "2"), ("it", "1")}
     assert {r["tokens"] for r in perf if r["step"] == "6"} == {str(6 * 4 * 64)}
     with open(work / "results" / "mrc.csv") as fh:
         mrc = list(csv.DictReader(fh))
@@ -210,14 +222,15 @@ def test_end_to_end_small_study(local_toy_study, tmp_path):
             ("summarization", "generation->multiple_choice"), ("summarization", "generation->all")))
     _check_tables_figures_report(work / "results")
     # NLI's learning rate was chosen by held-out loss; the evaluated model is the chosen run.
-    for step in ("0", "6"):
-        chosen = work / "results" / "models" / "mini" / f"step{step}" / "sft-nli"
+    for step, seed in [(step, seed) for step in ("0", "6") for seed in (2, 3)]:
+        chosen = work / "results" / "models" / "mini" / f"step{step}" / f"sft-nli-seed{seed}"
         selection = json.loads((chosen / "selection.json").read_text())
         losses = {c["lr"]: c["heldout_loss"] for c in selection["candidates"]}
         assert set(losses) == {1.0e-3, 3.0e-4}
         assert selection["chosen"]["lr"] == min(losses, key=losses.get)
         settings = json.loads((chosen / "settings.json").read_text())
         assert settings["settings"]["lr"] == selection["chosen"]["lr"]
+        assert settings["settings"]["seed"] == seed
         assert settings["heldout_n"] == 4 and settings["n_examples"] == 20
         # instruction tuning: the chat template is saved with the model and named
         it_dir = work / "results" / "models" / "mini" / f"step{step}" / "it"
@@ -239,22 +252,22 @@ def test_end_to_end_small_study(local_toy_study, tmp_path):
     changed_path.write_text(yaml.safe_dump(changed))
     counts = job_counts(snakemake("-n", "--configfile", str(changed_path), "--directory",
                                   str(work)))
-    assert counts == {"finetune": 2, "evaluate": 2, "aggregate": 1, "table_mrc": 1,
+    assert counts == {"finetune": 4, "evaluate": 4, "aggregate": 1, "table_mrc": 1,
                       "table_ood": 1, "table_groups": 1, "table_formats": 1, "table_cost": 1,
                       "figures": 1, "report": 1, "all": 1}
 
     # One target pulls in only the jobs it needs.
     fresh = tmp_path / "fresh"
-    one_model = "results/eval/mini/step6/sft-nli/metrics.csv"
+    one_model = "results/eval/mini/step6/sft-nli-seed2/metrics.csv"
     counts = job_counts(snakemake("-n", one_model, "--configfile", str(TEST_CONFIG),
                                   "--directory", str(fresh)))
     assert counts == {"make_world": 1, "pretrain_mini": 1, "finetune_candidate": 2,
                       "select_lr": 1, "evaluate": 1}
     counts = job_counts(snakemake("-n", "results/mrc.csv", "--configfile", str(TEST_CONFIG),
                                   "--directory", str(fresh)))
-    assert counts == {"make_world": 1, "pretrain_mini": 1, "finetune": 2,
-                      "finetune_candidate": 4, "select_lr": 2, "instruction_tune": 2,
-                      "evaluate": 8, "aggregate": 1, "table_mrc": 1}
+    assert counts == {"make_world": 1, "pretrain_mini": 1, "finetune": 4,
+                      "finetune_candidate": 8, "select_lr": 4, "instruction_tune": 2,
+                      "evaluate": 12, "aggregate": 1, "table_mrc": 1}
 
 
 TABLES = ["perf", "ft_vs_base", "mrc", "mrc_summary", "ood", "groups", "ft_gain_by_group",

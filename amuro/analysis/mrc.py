@@ -13,9 +13,13 @@ same metric. An element of D is an (eval_set, metric) pair.
 to generation sets, and all of D ("all"). The direction is `<train type>-><target type>`, so
 the paper's two findings are the rows classification->generation and generation->classification.
 
+Fine-tuned scores are averaged over the model's fine-tuning seeds (n_seeds) before the ratio.
+
 `mrc_summary.csv` pools each direction across checkpoints (and training tasks): the mean of every
-(checkpoint, training task, set) ratio, its stratified bootstrap CI (items resampled within each
-set, fine-tuned and base together), the raw mean change, and the least-squares slope of the
+(checkpoint, training task, set) ratio, its interval from the study's joint bootstrap (each
+replicate resamples every eval set's items once, for every checkpoint and task that scored it,
+fine-tuned and base together, and the fine-tuning seeds once), the raw mean change, and the
+least-squares slope of the
 per-checkpoint MRC against the pre-training step, per `slope_unit` steps (the released code used
 100k; `main` counted as step 750000 there — here every checkpoint has its real step).
 
@@ -34,9 +38,8 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
-from amuro import bootstrap
 from amuro.analysis import INSTRUCTION_TUNING, SECONDARY_METRICS
-from amuro.analysis.scores import BASE_TUNING, ScoreBook, cell_seed
+from amuro.analysis.scores import BASE_TUNING, ScoreBook, collapse_seeds
 
 CROSS_ROLE = "cross"
 ID_ROLE = "ID"
@@ -56,13 +59,13 @@ MISSING_BASE = "missing_base"
 MRC_COLUMNS = [
     "model", "step", "tokens", "tuning", "train_task", "train_type", "target_type",
     "direction", "n_sets", "mean_change", "mrc_percent", "mrc_ci_low_percent",
-    "mrc_ci_high_percent", "n_zero_base", "n_missing_base",
+    "mrc_ci_high_percent", "n_zero_base", "n_missing_base", "n_seeds",
 ]
 SUMMARY_COLUMNS = [
     "model", "tuning", "train_type", "target_type", "direction", "train_task", "n_checkpoints",
     "n_ratios", "mean_change", "mrc_percent", "mrc_ci_low_percent", "mrc_ci_high_percent",
     "significant", "slope_unit_steps", "slope_percent_per_unit", "slope_stderr_percent",
-    "first_step", "last_step",
+    "first_step", "last_step", "n_seeds",
 ]
 
 
@@ -72,7 +75,7 @@ def direction(train_type: str | None, target_type: str) -> str | None:
 
 def base_scores(perf: pl.DataFrame, fmt: str, base_shots: int) -> pl.DataFrame:
     """Base-checkpoint scores in one format and shot count, one row per PAIR_KEY."""
-    base = perf.filter(
+    base = collapse_seeds(perf).filter(
         (pl.col("tuning") == BASE_TUNING)
         & (pl.col("format") == fmt)
         & (pl.col("shots") == base_shots)
@@ -90,7 +93,7 @@ def train_types(perf: pl.DataFrame) -> pl.DataFrame:
 
     Null when the model has no ID rows on its own task, or they disagree on the type.
     """
-    own = perf.filter(
+    own = collapse_seeds(perf).filter(
         (pl.col("tuning") != BASE_TUNING)
         & (pl.col("role") == ID_ROLE)
         & (pl.col("eval_task") == pl.col("train_task"))
@@ -108,8 +111,9 @@ def cross_task_pairs(
     Columns: FT_KEY, train_type, eval_set, eval_task, eval_type, metric, ft_value, base_value,
     change (ft − base, null without base), ratio ((ft − base) / base, null unless status is
     ok), status (ok | zero_base | missing_base). Sorted, so aggregates over it are
-    deterministic.
+    deterministic. Fine-tuned values are means over seeds (n_seeds).
     """
+    perf = collapse_seeds(perf)
     ft = perf.filter(
         (pl.col("tuning") != BASE_TUNING)
         & (pl.col("tuning") != INSTRUCTION_TUNING)  # the MRC is about task fine-tuning
@@ -119,7 +123,8 @@ def cross_task_pairs(
         & (pl.col("format") == fmt)
         & (pl.col("shots") == ft_shots)
         & ~pl.col("metric").is_in(sorted(SECONDARY_METRICS))  # each set counts once
-    ).select(*FT_KEY, "eval_set", "eval_task", "eval_type", "metric", ft_value=pl.col("value"))
+    ).select(*FT_KEY, "eval_set", "eval_task", "eval_type", "metric", "n_seeds",
+             ft_value=pl.col("value"))
     pairs = ft.join(base_scores(perf, fmt, base_shots), on=PAIR_KEY, how="left")
     pairs = pairs.join(train_types(perf), on=FT_KEY, how="left", nulls_equal=True)
     status = (
@@ -149,6 +154,7 @@ def _summarise(pairs: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
         (pl.col("ratio").mean() * 100).alias("mrc_percent"),
         (pl.col("status") == ZERO_BASE).sum().cast(pl.Int64).alias("n_zero_base"),
         (pl.col("status") == MISSING_BASE).sum().cast(pl.Int64).alias("n_missing_base"),
+        pl.col("n_seeds").max().cast(pl.Int64),
     )
 
 
@@ -158,6 +164,7 @@ def mean_ratio_of_change(
     """MRC_COLUMNS without the CI: per fine-tuned model, one row per target type present among
     its cross-task sets plus an "all" row (always, even with no usable set)."""
     pairs = cross_task_pairs(perf, fmt, base_shots, ft_shots)
+    perf = collapse_seeds(perf)
     ft_rows = perf.filter((pl.col("tuning") != BASE_TUNING)
                           & (pl.col("tuning") != INSTRUCTION_TUNING))
     tokens = (
@@ -171,7 +178,7 @@ def mean_ratio_of_change(
     overall = models.select(FT_KEY).join(
         _summarise(pairs, FT_KEY), on=FT_KEY, how="left", nulls_equal=True
     ).with_columns(target_type=pl.lit(ALL))
-    counts = ("n_sets", "n_zero_base", "n_missing_base")
+    counts = ("n_sets", "n_zero_base", "n_missing_base", "n_seeds")
     out = (
         pl.concat([by_type, overall.select(by_type.columns)])
         .join(models, on=FT_KEY, how="left", nulls_equal=True)
@@ -191,7 +198,7 @@ def mean_ratio_of_change(
 
 
 def _vectors(pairs: pl.DataFrame, book: ScoreBook, fmt: str, base_shots: int, ft_shots: int):
-    """(ft scores, base scores) per usable pair row, aligned by item id."""
+    """amuro.bootstrap.Unit (a: fine-tuned, seeds x items; b: base) per usable pair row."""
     out = []
     for r in pairs.filter(pl.col("status") == OK).iter_rows(named=True):
         vec = book.paired(
@@ -212,7 +219,9 @@ def _match(df: pl.DataFrame, row: dict, keys: list[str]) -> pl.DataFrame:
 
 def add_ci(result: pl.DataFrame, pairs: pl.DataFrame, book: ScoreBook, fmt: str,
            base_shots: int, ft_shots: int, n_resamples: int, seed: int) -> pl.DataFrame:
-    """Fill mrc_ci_low/high_percent of mean_ratio_of_change() rows from per-example scores."""
+    """Fill mrc_ci_low/high_percent of mean_ratio_of_change() rows from per-example scores,
+    through the study's joint bootstrap (book.joint)."""
+    joint = book.joint(n_resamples, seed)
     low, high = [], []
     for r in result.iter_rows(named=True):
         if r["mrc_percent"] is None:
@@ -223,9 +232,7 @@ def add_ci(result: pl.DataFrame, pairs: pl.DataFrame, book: ScoreBook, fmt: str,
             sets = _match(pairs, r, FT_KEY)
             if r["target_type"] != ALL:
                 sets = sets.filter(pl.col("eval_type") == r["target_type"])
-            lo, hi = bootstrap.mrc_ci(
-                _vectors(sets, book, fmt, base_shots, ft_shots), n_resamples,
-                cell_seed(seed, "mrc", *(r[k] for k in FT_KEY), r["target_type"], fmt))
+            _, lo, hi = joint.ci(_vectors(sets, book, fmt, base_shots, ft_shots), "ratio")
             lo, hi = (None, None) if math.isnan(lo) else (lo * 100, hi * 100)
         low.append(lo)
         high.append(hi)
@@ -252,7 +259,9 @@ def summary(result: pl.DataFrame, pairs: pl.DataFrame, book: ScoreBook, fmt: str
             base_shots: int, ft_shots: int, n_resamples: int, seed: int,
             slope_unit: int) -> pl.DataFrame:
     """SUMMARY_COLUMNS: each direction pooled over checkpoints, for every training task of that
-    type together (train_task "all") and for each one alone."""
+    type together (train_task "all") and for each one alone; intervals from the joint
+    bootstrap (book.joint), n_seeds the most fine-tuning seeds of any model pooled."""
+    joint = book.joint(n_resamples, seed)
     typed = pairs.filter(pl.col("train_type").is_not_null()).with_columns(
         direction=pl.col("train_type") + "->" + pl.col("eval_type"))
     per_model = result.filter(pl.col("target_type") != ALL, pl.col("direction").is_not_null())
@@ -277,9 +286,7 @@ def summary(result: pl.DataFrame, pairs: pl.DataFrame, book: ScoreBook, fmt: str
         if point is not None and n_resamples == 0:
             lo = hi = point
         elif point is not None:
-            lo, hi = bootstrap.mrc_ci(
-                _vectors(sel, book, fmt, base_shots, ft_shots), n_resamples,
-                cell_seed(seed, "mrc-summary", g["model"], g["tuning"], g["direction"], task))
+            _, lo, hi = joint.ci(_vectors(sel, book, fmt, base_shots, ft_shots), "ratio")
             lo, hi = (None, None) if math.isnan(lo) else (lo * 100, hi * 100)
         per_step = (rows_mrc.group_by("step").agg(pl.col("mrc_percent").mean())
                     .drop_nulls().sort("step"))
@@ -294,6 +301,7 @@ def summary(result: pl.DataFrame, pairs: pl.DataFrame, book: ScoreBook, fmt: str
             "significant": None if lo is None else bool(lo > 0 or hi < 0),
             "slope_unit_steps": slope_unit, "slope_percent_per_unit": sl,
             "slope_stderr_percent": se, "first_step": steps.min(), "last_step": steps.max(),
+            "n_seeds": sel["n_seeds"].max(),
         })
     schema = {
         "model": pl.String, "tuning": pl.String, "train_type": pl.String,
@@ -303,6 +311,7 @@ def summary(result: pl.DataFrame, pairs: pl.DataFrame, book: ScoreBook, fmt: str
         "mrc_ci_high_percent": pl.Float64, "significant": pl.Boolean,
         "slope_unit_steps": pl.Int64, "slope_percent_per_unit": pl.Float64,
         "slope_stderr_percent": pl.Float64, "first_step": pl.Int64, "last_step": pl.Int64,
+        "n_seeds": pl.Int64,
     }
     df = pl.DataFrame(rows, schema=schema)
     # The pooled row first within each direction, then the tasks alphabetically.

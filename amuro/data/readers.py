@@ -52,10 +52,15 @@ def _check_file(path: Path, fmt: str) -> None:
 
 
 def _text(path: Path, what: str) -> str:
+    data = path.read_bytes()
+    bom = 3 if data.startswith(b"\xef\xbb\xbf") else 0
     try:
-        return path.read_text(encoding="utf-8-sig")
+        return data[bom:].decode("utf-8")
     except UnicodeDecodeError as err:
-        raise AmuroError(f"{path}: not UTF-8 text at byte {err.start} (expected {what})") from None
+        at = bom + err.start
+        line = data.count(b"\n", 0, at) + 1
+        raise AmuroError(f"{path}:{line}: byte offset {at}: not UTF-8 text (byte "
+                         f"0x{data[at]:02x}); expected {what}") from None
 
 
 def read_tsv(path: Path) -> list[dict]:

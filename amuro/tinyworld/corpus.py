@@ -12,11 +12,10 @@ import random
 
 from amuro.tinyworld.events import WEATHER, event_sentence, random_event
 from amuro.tinyworld.world import (
-    ALT_WH_QUESTIONS,
     ATTRIBUTES,
     FACT_TEMPLATES,
-    WH_QUESTIONS,
-    YES_NO_QUESTIONS,
+    WH_PHRASINGS,
+    YES_NO_PHRASINGS,
     World,
     other_value,
 )
@@ -69,12 +68,12 @@ def _qa_lines(rng: random.Random, world: World) -> str:
         p, a = rng.choice(world.people), rng.choice(ATTRIBUTES)
         v = world.value(p, a)
         if rng.random() < 0.5:
-            phrasing = rng.choice([WH_QUESTIONS, ALT_WH_QUESTIONS])
+            phrasing = rng.choice(WH_PHRASINGS)
             lines.append(f"Question: {phrasing[a].format(p=p)}\nAnswer: {v}.")
         else:
             truth = rng.random() < 0.5
             asked = v if truth else other_value(rng, a, v)
-            question = YES_NO_QUESTIONS[a].format(p=p, v=asked)
+            question = rng.choice(YES_NO_PHRASINGS)[a].format(p=p, v=asked)
             lines.append(f"Question: {question}\nAnswer: {'yes' if truth else 'no'}.")
     return "\n".join(lines)
 

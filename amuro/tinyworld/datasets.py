@@ -53,8 +53,9 @@ from amuro.tinyworld.world import (
     ATTRIBUTES,
     FACT_TEMPLATES,
     VALUES,
+    WH_PHRASINGS,
     WH_QUESTIONS,
-    YES_NO_QUESTIONS,
+    YES_NO_PHRASINGS,
     World,
     other_value,
 )
@@ -182,25 +183,31 @@ def nli2(rng, world, label):
 
 
 # --- paraphrase ----------------------------------------------------------------------------
+# Every form names the doer first, the other person next, and rewords only the rest: a
+# paraphrase keeps who did what to whom, a word swap (the two people exchanged) keeps every
+# word but changes the meaning (PAWS's word-scrambling pairs, e.g. "flights from A to B" /
+# "from B to A"). Measured on a 4-layer, 2-head series: with a fronted place ("In Rome, A
+# helped B") or a passive ("B was helped by A") in the mix, fine-tuning learned the task from
+# some checkpoints and stayed at chance from others (0.53-0.99 at step 800 across two
+# pre-training runs), so the forms were kept to this order.
 _RELATION_TEMPLATES = [
     "{a} {verb} {b} in {place}.",
-    "In {place}, {a} {verb} {b}.",
-    "{b} was {verb} by {a} in {place}.",
+    "{a} {verb} {b} while in {place}.",
+    "{a} {verb} {b}, there in {place}.",
 ]
 
 
 def paws(rng, world, label):
+    """Two phrasings (always different templates) of one event: the same roles ("yes") or the
+    roles swapped ("no": the same words in another order, PAWS's word-scrambling pairs)."""
     a, b = rng.sample(world.people, 2)
     verb, place = rng.choice(RELATIONS), rng.choice(VALUES["city"])
-    t1, t2 = rng.choice(_RELATION_TEMPLATES), rng.choice(_RELATION_TEMPLATES)
+    t1, t2 = rng.sample(_RELATION_TEMPLATES, 2)
     s1 = t1.format(a=a, b=b, verb=verb, place=place)
     if label == "yes":
-        t2 = rng.choice([t for t in _RELATION_TEMPLATES if t != t1])
         s2 = t2.format(a=a, b=b, verb=verb, place=place)
-    elif rng.random() < 0.7:  # word swap: same words, roles exchanged (PAWS's adversarial pairs)
-        s2 = t2.format(a=b, b=a, verb=verb, place=place)
     else:
-        s2 = t2.format(a=a, b=b, verb=verb, place=other_value(rng, "city", place))
+        s2 = t2.format(a=b, b=a, verb=verb, place=place)
     return {"sentence1": s1, "sentence2": s2}, label
 
 
@@ -222,7 +229,7 @@ def qqp(rng, world, label):
 # --- learned in pre-training ---------------------------------------------------------------
 def facts(rng, world, label=None):
     p, a = rng.choice(world.people), rng.choice(ATTRIBUTES)
-    phrasing = rng.choice([WH_QUESTIONS, ALT_WH_QUESTIONS])
+    phrasing = rng.choice(WH_PHRASINGS)
     return {"question": phrasing[a].format(p=p)}, world.value(p, a)
 
 
@@ -230,7 +237,7 @@ def truth(rng, world, label):
     p, a = rng.choice(world.people), rng.choice(ATTRIBUTES)
     v = world.value(p, a)
     asked = v if label == "yes" else other_value(rng, a, v)
-    return {"question": YES_NO_QUESTIONS[a].format(p=p, v=asked)}, label
+    return {"question": rng.choice(YES_NO_PHRASINGS)[a].format(p=p, v=asked)}, label
 
 
 # --- instruction tuning and its benchmarks (paper §3.2) -------------------------------------
@@ -349,18 +356,23 @@ def _choices(rng, label: int, correct: str, pool: list[str]) -> list[str]:
     return choices
 
 
-# A third, ARC-like phrasing besides the corpus's two: 3 x 4 questions per person.
-MC_QUESTIONS = {
-    "city": "Which city is the home of {p}?",
-    "job": "Which job does {p} have?",
-    "pet": "Which animal is the pet of {p}?",
-    "colour": "Which colour does {p} like best?",
-}
+# ARC-like phrasings besides the corpus's four: 8 x 4 questions per benchmark person, so the
+# set holds 200+ distinct items with 8 benchmark people.
+MC_PHRASINGS = (
+    {"city": "Which city is the home of {p}?", "job": "Which job does {p} have?",
+     "pet": "Which animal is the pet of {p}?", "colour": "Which colour does {p} like best?"},
+    {"city": "In what city is the home of {p}?", "job": "Which trade does {p} work in?",
+     "pet": "Which animal does {p} look after?", "colour": "Which colour is loved by {p}?"},
+    {"city": "Name the city where {p} lives.", "job": "Name the job of {p}.",
+     "pet": "Name the pet of {p}.", "colour": "Name the favourite colour of {p}."},
+    {"city": "{p} lives in which city?", "job": "{p} works as what?",
+     "pet": "{p} owns which animal?", "colour": "{p} likes which colour?"},
+)
 
 
 def facts_mc(rng, world, label):
     p, a = rng.choice(benchmark_people(world)), rng.choice(ATTRIBUTES)
-    phrasing = rng.choice([WH_QUESTIONS, ALT_WH_QUESTIONS, MC_QUESTIONS])
+    phrasing = rng.choice(WH_PHRASINGS + MC_PHRASINGS)
     v = world.value(p, a)
     choices = _choices(rng, label, v, VALUES[a])
     return {"fields": {"question": phrasing[a].format(p=p), "choices": choices},

@@ -73,6 +73,35 @@ YES_NO_QUESTIONS = {
     "pet": "Does {p} own a {v}?",
     "colour": "Does {p} like {v}?",
 }
+# More phrasings of the same questions, so the fact sets hold 200+ distinct items with 16
+# people (16 x 4 attributes x 4 wh-phrasings = 256; 16 x 4 x 3 yes/no questions with a true
+# value = 192). The corpus's question-answer lines use them all.
+WH_QUESTIONS_3 = {
+    "city": "Which town is home to {p}?",
+    "job": "What kind of work does {p} do?",
+    "pet": "What animal does {p} keep?",
+    "colour": "What is the favourite colour of {p}?",
+}
+WH_QUESTIONS_4 = {
+    "city": "Where is the house of {p}?",
+    "job": "What job does {p} have?",
+    "pet": "What kind of pet does {p} have?",
+    "colour": "Which colour does {p} like?",
+}
+YES_NO_QUESTIONS_2 = {
+    "city": "Is {v} the home town of {p}?",
+    "job": "Does {p} earn a living as a {v}?",
+    "pet": "Is the pet of {p} a {v}?",
+    "colour": "Is {v} the favourite colour of {p}?",
+}
+YES_NO_QUESTIONS_3 = {
+    "city": "Is it true that {p} lives in {v}?",
+    "job": "Is it true that {p} is a {v}?",
+    "pet": "Is it true that {p} owns a {v}?",
+    "colour": "Is it true that {p} likes {v}?",
+}
+WH_PHRASINGS = (WH_QUESTIONS, ALT_WH_QUESTIONS, WH_QUESTIONS_3, WH_QUESTIONS_4)
+YES_NO_PHRASINGS = (YES_NO_QUESTIONS, YES_NO_QUESTIONS_2, YES_NO_QUESTIONS_3)
 
 
 @dataclass(frozen=True)

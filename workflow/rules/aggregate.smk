@@ -23,8 +23,8 @@ rule aggregate:
     conda:
         "../envs/amuro.yaml"
     shell:
-        "python -m amuro.aggregate --metrics {input.metrics} --manifest {params.manifests}"
-        " --perf {output.perf} --diff {output.diff} --scores {output.scores}"
-        " --base-shots {params.base_shots} --ft-shots {params.ft_shots}"
-        " --bootstrap-resamples {params.resamples} --bootstrap-seed {params.seed}"
-        " --log-summary 2> {log}"
+        "python -m amuro.aggregate --metrics {input.metrics:q} --manifest {params.manifests:q}"
+        " --perf {output.perf:q} --diff {output.diff:q} --scores {output.scores:q}"
+        " --base-shots {params.base_shots:q} --ft-shots {params.ft_shots:q}"
+        " --bootstrap-resamples {params.resamples:q} --bootstrap-seed {params.seed:q}"
+        " --log-summary 2> {log:q}"

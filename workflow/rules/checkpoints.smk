@@ -23,8 +23,8 @@ for _series in FETCHED:
         conda:
             "../envs/amuro.yaml"
         shell:
-            "python -m amuro.fetch_checkpoint --source {params.source:q} {params.which}"
-            " --out {output.model} --record {output.record} 2> {log}"
+            "python -m amuro.fetch_checkpoint --source {params.source:q} {params.which:q}"
+            " --out {output.model:q} --record {output.record:q} 2> {log:q}"
 
     rule:
         name:
@@ -42,5 +42,5 @@ for _series in FETCHED:
         conda:
             "../envs/amuro.yaml"
         shell:
-            "python -m amuro.fetch_checkpoint manifest --records {input} --model {params.series}"
-            " --out {output} 2> {log}"
+            "python -m amuro.fetch_checkpoint manifest --records {input:q} --model {params.series:q}"
+            " --out {output:q} 2> {log:q}"

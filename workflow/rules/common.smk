@@ -4,7 +4,7 @@
 
 import json
 import os
-import shlex
+import re
 import sys
 
 from snakemake.utils import validate
@@ -31,6 +31,7 @@ def validate_config(cfg):
             # the branch whose type matched is the one the user meant
             typed = [e for e in cause.context if e.validator != "type"]
             cause = best_match(typed or cause.context)
+            where = ".".join(str(p) for p in cause.absolute_path) or where
         config_error(f"{where}: {getattr(cause, 'message', str(err)).splitlines()[0]}")
     owner = {}
     for name, task in cfg["tasks"].items():
@@ -86,6 +87,13 @@ def validate_config(cfg):
         if cmp[key] not in allowed:
             config_error(f"analysis.compare.{key}: {cmp[key]!r} is not evaluated; expected one "
                          f"of evaluate.{field} {allowed}")
+    zero = ev["finetuned_zero_shot_formats"]
+    if zero is not None and not set(zero) <= set(ev["formats"]):
+        config_error(f"evaluate.finetuned_zero_shot_formats: {zero} must be among "
+                     f"evaluate.formats {ev['formats']}")
+    if (zero is not None and cmp["finetuned_shots"] == 0 and cmp["format"] not in zero):
+        config_error(f"analysis.compare.format: {cmp['format']!r} is not scored 0-shot; "
+                     f"expected one of evaluate.finetuned_zero_shot_formats {zero}")
     for name in cfg["finetune"].get("per_task", {}):
         if name not in cfg["tasks"]:
             config_error(f"finetune.per_task.{name}: unknown task; expected one of "
@@ -140,7 +148,16 @@ TRAIN_TASKS = [name for name, task in TASKS.items() if task.get("train")]
 # Instruction tuning (paper §3.2): one extra tuning per checkpoint, "it", on a chat mixture.
 IT = config.get("instruction_tuning")
 IT_TUNING, IT_TASK = "it", "instruct"
-TUNINGS = (["base"] + [f"sft-{name}" for name in TRAIN_TASKS]
+# Fine-tuning seeds are a grid axis: one model per (checkpoint, task, seed), named
+# sft-<task>-seed<N>; the analyses average over seeds and resample them with the items.
+SEEDS = config["finetune"]["seeds"]
+
+
+def sft_tuning(task, seed):
+    return f"sft-{task}-seed{seed}"
+
+
+TUNINGS = (["base"] + [sft_tuning(name, s) for name in TRAIN_TASKS for s in SEEDS]
            + ([IT_TUNING] if IT else []))
 
 
@@ -173,6 +190,7 @@ wildcard_constraints:
     step=r"\d+",
     tuning=_alternatives(TUNINGS),
     task=_alternatives(TRAIN_TASKS),
+    seed=_alternatives(map(str, SEEDS)),
 
 
 def checkpoint_dir(model, step):
@@ -227,7 +245,9 @@ def dataset_source(ds, split):
         return d["files"][split]
     url = d.get("url", {}).get(split)
     if url:
-        ext = os.path.splitext(url.split("?")[0])[1].lstrip(".") or "json"
+        ext = os.path.splitext(url.split("?")[0])[1].lstrip(".")
+        # the extension names the file format and becomes part of a path: plain or json
+        ext = ext if re.fullmatch(r"[A-Za-z0-9]{1,10}", ext) else "json"
         return f"resources/url/{ds}/{split}.{ext}"
     hub = d["hub"]
     config_dir = hub.get("config", "default")
@@ -241,11 +261,11 @@ def hub_download_args(wildcards):
     args = ["--hub-id", f"{wildcards.owner}/{wildcards.repo}", "--split", wildcards.split]
     args += ["--config", config_name] if config_name != "default" else []
     args += ["--revision", revision] if revision else []
-    return " ".join(shlex.quote(a) for a in args)
+    return args  # a list: the rule's shell command quotes each item ({params.args:q})
 
 
 def url_download_args(wildcards):
-    return f"--url {shlex.quote(dataset_cfg(wildcards.ds)['url'][wildcards.split])}"
+    return ["--url", dataset_cfg(wildcards.ds)["url"][wildcards.split]]
 
 
 def prepare_args(ds):
@@ -267,7 +287,7 @@ def prepare_args(ds):
             args += ["--max-items", f"{split}={n}"]
     for split, path in d.get("labels_files", {}).items():
         args += ["--labels-file", f"{split}={path}"]
-    return " ".join(shlex.quote(a) for a in args)
+    return args  # quoted item by item in the shell command ({params.args:q})
 
 
 def prepared_files(ds):
@@ -295,7 +315,7 @@ def fetch_source(series):
 def fetch_which(series, step):
     """Always the step (its place in the series); a named revision is fetched by name."""
     named = {s: name for name, s in MODELS[series]["revisions"].items()}
-    return f"--step {step}" + (f" --revision {shlex.quote(named[step])}" if step in named else "")
+    return ["--step", str(step)] + (["--revision", named[step]] if step in named else [])
 
 
 def fetched_checkpoints():
@@ -329,7 +349,7 @@ def stage(name):
 
 # --- fine-tuning --------------------------------------------------------------------------
 _FT_KEYS = ("epochs", "batch_size", "lr", "warmup_ratio", "weight_decay", "max_examples",
-            "max_length", "seed", "format", "lora", "heldout", "precision", "parallel")
+            "max_length", "format", "lora", "heldout", "precision", "parallel", "pack")
 
 
 def task_lrs(task):
@@ -353,12 +373,14 @@ def finetune_settings(wildcards):
     settings.update(ft["per_task"].get(wildcards.task, {}))
     lr = getattr(wildcards, "lr", None)  # a candidate of the grid, or the task's one rate
     settings["lr"] = float(lr) if lr is not None else task_lrs(wildcards.task)[0]
+    settings["seed"] = int(wildcards.seed)
     return json.dumps(settings, sort_keys=True)
 
 
 def lr_candidates(wildcards):
     return [f"results/models/{wildcards.model}/step{wildcards.step}/candidates/"
-            f"sft-{wildcards.task}/lr{lr_slug(lr)}" for lr in task_lrs(wildcards.task)]
+            f"{sft_tuning(wildcards.task, wildcards.seed)}/lr{lr_slug(lr)}"
+            for lr in task_lrs(wildcards.task)]
 
 
 def finetune_task(wildcards):
@@ -383,7 +405,14 @@ def model_dir(wildcards):
 def train_task_of(tuning):
     if tuning == IT_TUNING:
         return IT_TASK
-    return "" if tuning == "base" else tuning.split("-", 1)[1]
+    return "" if tuning == "base" else tuning.split("-", 1)[1].rsplit("-seed", 1)[0]
+
+
+def seed_of(tuning):
+    """The fine-tuning seed of a tuning: 0 for a base checkpoint (nothing was trained)."""
+    if tuning == IT_TUNING:
+        return IT["seed"]
+    return 0 if tuning == "base" else int(tuning.rsplit("-seed", 1)[1])
 
 
 def benchmark_tasks():
@@ -442,14 +471,23 @@ def eval_plan(wildcards):
     ]
     shots = ev["base_shots"] if wildcards.tuning == "base" else ev["finetuned_shots"]
     plan = {"sets": sets, "formats": ev["formats"], "shots": shots, "seed": ev["seed"],
-            "batch_size": ev["batch_size"], "max_items": ev["max_items"]}
+            "batch_size": ev["batch_size"], "max_items": ev["max_items"],
+            "demonstrations": ev["demonstrations"]}
+    if wildcards.tuning != "base" and ev["finetuned_zero_shot_formats"] is not None:
+        plan["zero_shot_formats"] = ev["finetuned_zero_shot_formats"]
+    trained = train_task_of(wildcards.tuning)
+    if wildcards.tuning != "base" and ev["finetuned_formats"] == "in_domain":
+        compared = [config["analysis"]["compare"]["format"]]
+        plan["set_formats"] = {s["name"]: compared for s in sets
+                               if not (s["task"]["name"] == trained and s["role"] == "ID")}
     return json.dumps(plan, sort_keys=True)
 
 
 def eval_meta(wildcards):
     kind = {"base": "base", IT_TUNING: IT_TUNING}.get(wildcards.tuning, "sft")
     return json.dumps({"model": wildcards.model, "step": int(wildcards.step), "tuning": kind,
-                       "train_task": train_task_of(wildcards.tuning)}, sort_keys=True)
+                       "train_task": train_task_of(wildcards.tuning),
+                       "seed": seed_of(wildcards.tuning)}, sort_keys=True)
 
 
 # --- aggregation --------------------------------------------------------------------------
@@ -467,7 +505,7 @@ def all_manifests(wildcards=None):
 
 
 def manifest_args(wildcards, input):
-    return " ".join(f"{m}={path}" for m, path in zip(MODELS, input.manifests))
+    return [f"{m}={path}" for m, path in zip(MODELS, input.manifests)]
 
 
 def all_finetuned(wildcards=None):
@@ -479,9 +517,9 @@ def compare_args(wildcards=None):
     """The FT-vs-base comparison and bootstrap settings every table step shares."""
     an = config["analysis"]
     cmp, boot = an["compare"], an["bootstrap"]
-    return (f"--format {cmp['format']} --base-shots {cmp['base_shots']}"
-            f" --ft-shots {cmp['finetuned_shots']} --bootstrap-resamples {boot['resamples']}"
-            f" --bootstrap-seed {boot['seed']}")
+    return ["--format", cmp["format"], "--base-shots", str(cmp["base_shots"]),
+            "--ft-shots", str(cmp["finetuned_shots"]),
+            "--bootstrap-resamples", str(boot["resamples"]), "--bootstrap-seed", str(boot["seed"])]
 
 
 def cost_jobs(wildcards=None):
@@ -493,17 +531,21 @@ def cost_jobs(wildcards=None):
                          "benchmark": f"results/benchmarks/pretrain/{m}.tsv",
                          "timing": f"results/checkpoints/{m}/timing.json"})
         for s in model_steps(m):
-            for t in DIRECT_TASKS:
+            for t, seed in [(t, seed) for t in DIRECT_TASKS for seed in SEEDS]:
                 jobs.append({"kind": "finetune", "train_task": t,
-                             "benchmark": f"results/benchmarks/finetune/{m}/step{s}/{t}.tsv",
-                             "timing": f"results/models/{m}/step{s}/sft-{t}/settings.json"})
-            for t in GRID_TASKS:  # every learning-rate candidate is training time spent
+                             "benchmark": f"results/benchmarks/finetune/{m}/step{s}/"
+                                          f"{t}-seed{seed}.tsv",
+                             "timing": f"results/models/{m}/step{s}/{sft_tuning(t, seed)}/"
+                                       "settings.json"})
+            # every learning-rate candidate is training time spent
+            for t, seed in [(t, seed) for t in GRID_TASKS for seed in SEEDS]:
                 for lr in map(lr_slug, task_lrs(t)):
                     jobs.append({
                         "kind": "finetune", "train_task": t,
-                        "benchmark": f"results/benchmarks/finetune/{m}/step{s}/{t}-lr{lr}.tsv",
-                        "timing": f"results/models/{m}/step{s}/candidates/sft-{t}/lr{lr}/"
-                                  "settings.json"})
+                        "benchmark": f"results/benchmarks/finetune/{m}/step{s}/"
+                                     f"{t}-seed{seed}-lr{lr}.tsv",
+                        "timing": f"results/models/{m}/step{s}/candidates/"
+                                  f"{sft_tuning(t, seed)}/lr{lr}/settings.json"})
             if IT:
                 jobs.append({"kind": "instruction_tune", "train_task": IT_TASK,
                              "benchmark": f"results/benchmarks/instruction_tune/{m}/step{s}.tsv",

@@ -17,7 +17,7 @@ rule download_hub:
     conda:
         "../envs/amuro.yaml"
     shell:
-        "python -m amuro.download_dataset {params.args} --out {output} 2> {log}"
+        "python -m amuro.download_dataset {params.args:q} --out {output:q} 2> {log:q}"
 
 
 rule download_url:
@@ -34,7 +34,7 @@ rule download_url:
     conda:
         "../envs/amuro.yaml"
     shell:
-        "python -m amuro.download_dataset {params.args} --out {output} 2> {log}"
+        "python -m amuro.download_dataset {params.args:q} --out {output:q} 2> {log:q}"
 
 
 for _ds in REAL_DATASETS:
@@ -56,4 +56,4 @@ for _ds in REAL_DATASETS:
         conda:
             "../envs/amuro.yaml"
         shell:
-            "python -m amuro.prepare_data {params.args} --out-dir {params.out_dir} 2> {log}"
+            "python -m amuro.prepare_data {params.args:q} --out-dir {params.out_dir:q} 2> {log:q}"

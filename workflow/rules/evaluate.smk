@@ -29,7 +29,7 @@ rule evaluate:
     conda:
         "../envs/amuro.yaml"
     shell:
-        "python -m amuro.evaluate --model {input.model} --plan {params.plan:q}"
-        " --meta {params.meta:q} --metrics {output.metrics}"
-        " --predictions {output.predictions} --timing {output.timing}"
-        " --threads {threads} 2> {log}"
+        "python -m amuro.evaluate --model {input.model:q} --plan {params.plan:q}"
+        " --meta {params.meta:q} --metrics {output.metrics:q}"
+        " --predictions {output.predictions:q} --timing {output.timing:q}"
+        " --threads {threads:q} 2> {log:q}"

@@ -11,7 +11,7 @@ rule finetune:
         checkpoint=finetune_checkpoint,
         train=finetune_train_file,
     output:
-        model=directory("results/models/{model}/step{step}/sft-{task}"),
+        model=directory("results/models/{model}/step{step}/sft-{task}-seed{seed}"),
     wildcard_constraints:
         task=_alternatives(DIRECT_TASKS),
     params:
@@ -22,17 +22,17 @@ rule finetune:
     resources:
         **training_stage("finetune"),
     log:
-        "logs/finetune/{model}/step{step}/{task}.log",
+        "logs/finetune/{model}/step{step}/{task}-seed{seed}.log",
     benchmark:
-        "results/benchmarks/finetune/{model}/step{step}/{task}.tsv"
+        "results/benchmarks/finetune/{model}/step{step}/{task}-seed{seed}.tsv"
     conda:
         "../envs/amuro.yaml"
     shell:
-        "python -m amuro.finetune --checkpoint {input.checkpoint} --train {input.train}"
-        " --task {params.task:q} --settings {params.settings:q} --out {output.model}"
-        " --threads {threads} --gpus {resources.gpu} --state-dir {params.state}"
-        " --save-every-steps {resources.resume_every_steps}"
-        " --save-every-minutes {resources.resume_every_minutes} 2> {log}"
+        "python -m amuro.finetune --checkpoint {input.checkpoint:q} --train {input.train:q}"
+        " --task {params.task:q} --settings {params.settings:q} --out {output.model:q}"
+        " --threads {threads:q} --gpus {resources.gpu:q} --state-dir {params.state:q}"
+        " --save-every-steps {resources.resume_every_steps:q}"
+        " --save-every-minutes {resources.resume_every_minutes:q} 2> {log:q}"
 
 
 rule finetune_candidate:
@@ -40,7 +40,9 @@ rule finetune_candidate:
         checkpoint=finetune_checkpoint,
         train=finetune_train_file,
     output:
-        model=directory("results/models/{model}/step{step}/candidates/sft-{task}/lr{lr}"),
+        model=directory(
+            "results/models/{model}/step{step}/candidates/sft-{task}-seed{seed}/lr{lr}"
+        ),
     wildcard_constraints:
         task=_alternatives(GRID_TASKS),
         lr=r"[0-9.e+-]+",
@@ -52,33 +54,33 @@ rule finetune_candidate:
     resources:
         **training_stage("finetune"),
     log:
-        "logs/finetune/{model}/step{step}/{task}-lr{lr}.log",
+        "logs/finetune/{model}/step{step}/{task}-seed{seed}-lr{lr}.log",
     benchmark:
-        "results/benchmarks/finetune/{model}/step{step}/{task}-lr{lr}.tsv"
+        "results/benchmarks/finetune/{model}/step{step}/{task}-seed{seed}-lr{lr}.tsv"
     conda:
         "../envs/amuro.yaml"
     shell:
-        "python -m amuro.finetune --checkpoint {input.checkpoint} --train {input.train}"
-        " --task {params.task:q} --settings {params.settings:q} --out {output.model}"
-        " --threads {threads} --gpus {resources.gpu} --state-dir {params.state}"
-        " --save-every-steps {resources.resume_every_steps}"
-        " --save-every-minutes {resources.resume_every_minutes} 2> {log}"
+        "python -m amuro.finetune --checkpoint {input.checkpoint:q} --train {input.train:q}"
+        " --task {params.task:q} --settings {params.settings:q} --out {output.model:q}"
+        " --threads {threads:q} --gpus {resources.gpu:q} --state-dir {params.state:q}"
+        " --save-every-steps {resources.resume_every_steps:q}"
+        " --save-every-minutes {resources.resume_every_minutes:q} 2> {log:q}"
 
 
 rule select_lr:
     input:
         lr_candidates,
     output:
-        model=directory("results/models/{model}/step{step}/sft-{task}"),
+        model=directory("results/models/{model}/step{step}/sft-{task}-seed{seed}"),
     wildcard_constraints:
         task=_alternatives(GRID_TASKS),
     localrule: True
     log:
-        "logs/select_lr/{model}/step{step}/{task}.log",
+        "logs/select_lr/{model}/step{step}/{task}-seed{seed}.log",
     conda:
         "../envs/amuro.yaml"
     shell:
-        "python -m amuro.select_lr --candidates {input} --out {output.model} 2> {log}"
+        "python -m amuro.select_lr --candidates {input:q} --out {output.model:q} 2> {log:q}"
 
 
 # Instruction tuning: one job per checkpoint on the chat mixture (loss on assistant turns).
@@ -102,8 +104,8 @@ rule instruction_tune:
     conda:
         "../envs/amuro.yaml"
     shell:
-        "python -m amuro.finetune --checkpoint {input.checkpoint} --train {input.train}"
-        " --task {params.task:q} --settings {params.settings:q} --out {output.model}"
-        " --threads {threads} --gpus {resources.gpu} --state-dir {params.state}"
-        " --save-every-steps {resources.resume_every_steps}"
-        " --save-every-minutes {resources.resume_every_minutes} 2> {log}"
+        "python -m amuro.finetune --checkpoint {input.checkpoint:q} --train {input.train:q}"
+        " --task {params.task:q} --settings {params.settings:q} --out {output.model:q}"
+        " --threads {threads:q} --gpus {resources.gpu:q} --state-dir {params.state:q}"
+        " --save-every-steps {resources.resume_every_steps:q}"
+        " --save-every-minutes {resources.resume_every_minutes:q} 2> {log:q}"

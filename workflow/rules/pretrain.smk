@@ -31,7 +31,7 @@ for series, spec in MODELS.items():
         conda:
             "../envs/amuro.yaml"
         shell:
-            "python -m amuro.pretrain --corpus {input.corpus} --out-dir {params.out_dir}"
-            " --save-steps {params.steps} --model-config {params.model_config:q}"
-            " --train {params.train:q} --whole-words {params.whole_words}"
-            " --seed {params.seed} --threads {threads} --timing {output.timing} 2> {log}"
+            "python -m amuro.pretrain --corpus {input.corpus:q} --out-dir {params.out_dir:q}"
+            " --save-steps {params.steps:q} --model-config {params.model_config:q}"
+            " --train {params.train:q} --whole-words {params.whole_words:q}"
+            " --seed {params.seed:q} --threads {threads:q} --timing {output.timing:q} 2> {log:q}"

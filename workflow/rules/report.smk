@@ -18,9 +18,9 @@ rule figures:
     conda:
         "../envs/amuro.yaml"
     shell:
-        "python -m amuro.figures --results results --out {output}"
-        " --format {params.fmt} --base-shots {params.base_shots} --ft-shots {params.ft_shots}"
-        " 2> {log}"
+        "python -m amuro.figures --results results --out {output:q}"
+        " --format {params.fmt:q} --base-shots {params.base_shots:q} --ft-shots {params.ft_shots:q}"
+        " 2> {log:q}"
 
 
 rule report:
@@ -38,5 +38,5 @@ rule report:
     conda:
         "../envs/amuro.yaml"
     shell:
-        "python -m amuro.report --results results --figures {input.figures}"
-        " --config-json {params.config:q} --out {output} 2> {log}"
+        "python -m amuro.report --results results --figures {input.figures:q}"
+        " --config-json {params.config:q} --out {output:q} 2> {log:q}"

@@ -17,9 +17,9 @@ rule table_mrc:
     conda:
         "../envs/amuro.yaml"
     shell:
-        "python -m amuro.tables mrc --perf {input.perf} --scores {input.scores}"
-        " {params.compare} --slope-unit {params.unit}"
-        " --out {output.mrc} --summary {output.summary} 2> {log}"
+        "python -m amuro.tables mrc --perf {input.perf:q} --scores {input.scores:q}"
+        " {params.compare:q} --slope-unit {params.unit:q}"
+        " --out {output.mrc:q} --summary {output.summary:q} 2> {log:q}"
 
 
 rule table_ood:
@@ -36,8 +36,8 @@ rule table_ood:
     conda:
         "../envs/amuro.yaml"
     shell:
-        "python -m amuro.tables ood --perf {input.perf} --scores {input.scores}"
-        " {params.compare} --out {output} 2> {log}"
+        "python -m amuro.tables ood --perf {input.perf:q} --scores {input.scores:q}"
+        " {params.compare:q} --out {output:q} 2> {log:q}"
 
 
 rule table_groups:
@@ -56,9 +56,9 @@ rule table_groups:
     conda:
         "../envs/amuro.yaml"
     shell:
-        "python -m amuro.tables groups --perf {input.perf} --scores {input.scores}"
-        " {params.compare} --min-rise {params.min_rise}"
-        " --out {output.groups} --gain {output.gain} 2> {log}"
+        "python -m amuro.tables groups --perf {input.perf:q} --scores {input.scores:q}"
+        " {params.compare:q} --min-rise {params.min_rise:q}"
+        " --out {output.groups:q} --gain {output.gain:q} 2> {log:q}"
 
 
 rule table_formats:
@@ -76,9 +76,9 @@ rule table_formats:
     conda:
         "../envs/amuro.yaml"
     shell:
-        "python -m amuro.tables formats --perf {input.perf}"
-        " --base-shots {params.base_shots} --ft-shots {params.ft_shots}"
-        " --out {output.spread} --summary {output.summary} 2> {log}"
+        "python -m amuro.tables formats --perf {input.perf:q}"
+        " --base-shots {params.base_shots:q} --ft-shots {params.ft_shots:q}"
+        " --out {output.spread:q} --summary {output.summary:q} 2> {log:q}"
 
 
 # Benchmark files are written by Snakemake after each job, so they are read, not declared as
@@ -100,4 +100,4 @@ rule table_cost:
         "../envs/amuro.yaml"
     shell:
         "python -m amuro.tables cost --jobs {params.jobs:q}"
-        " --train-format {params.train_format} --out {output} 2> {log}"
+        " --train-format {params.train_format:q} --out {output:q} 2> {log:q}"

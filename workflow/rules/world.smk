@@ -22,8 +22,8 @@ if PRETRAINED or WORLD_DATASETS:
         conda:
             "../envs/amuro.yaml"
         shell:
-            "python -m amuro.make_world --seed {params.seed} --people {params.people}"
-            " --documents {params.documents} --train-size {params.train_size}"
-            " --demo-size {params.demo_size} --test-size {params.test_size}"
-            " --datasets {params.datasets} --corpus {output.corpus}"
-            " --data-dir results/data --summary {output.summary} 2> {log}"
+            "python -m amuro.make_world --seed {params.seed:q} --people {params.people:q}"
+            " --documents {params.documents:q} --train-size {params.train_size:q}"
+            " --demo-size {params.demo_size:q} --test-size {params.test_size:q}"
+            " --datasets {params.datasets:q} --corpus {output.corpus:q}"
+            " --data-dir results/data --summary {output.summary:q} 2> {log:q}"
