@@ -99,7 +99,19 @@ def _read(results: Path, name: str) -> pl.DataFrame:
         raise AmuroError(f"{path}: file not found (run the table steps first)")
     if name == "perf":
         return read_perf(path)
-    return pl.read_csv(path, infer_schema_length=10_000)
+    df = pl.read_csv(path, infer_schema_length=10_000)
+    # A column with no value at all (a rise over one checkpoint, an interval of nothing) reads
+    # as text; the numeric ones are numbers with no value, not strings.
+    empty = [c for c, t in df.schema.items()
+             if t == pl.String and c not in TEXT_COLUMNS and df[c].null_count() == df.height]
+    return df.with_columns(pl.col(c).cast(pl.Float64) for c in empty)
+
+
+# Columns of the analysis tables that hold text (every other column is a number or a flag).
+TEXT_COLUMNS = {"model", "tuning", "train_task", "eval_task", "eval_type", "eval_set", "role",
+                "format", "metric", "learned_in", "direction", "target_type", "train_type",
+                "sets", "pairing", "best_format", "worst_format", "values", "kind", "experiment",
+                "device", "scoring", "ft_tuning", "ft_train_task", "status", "reason"}
 
 
 def num(x, digits=3) -> str:

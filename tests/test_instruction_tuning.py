@@ -295,11 +295,12 @@ def test_make_world_is_deterministic_and_reports_short_sets(tmp_path, capsys):
     assert summary["tw_pairs"]["demo"] == {"n": 32, "labels": {"1": 16, "2": 16}}
     assert summary["tw_instruct"] == {"train": {"n": 200}}
     capsys.readouterr()
-    # 4 people: 2 asked about x 4 attributes x 3 phrasings = 24 distinct fact questions
+    # 4 people: 2 asked about x 4 attributes x 8 phrasings = 64 distinct fact questions, 32 of
+    # them demonstrations: the test split gets the other 32 of the 64 asked for
     run(tmp_path / "d", 1, people=4)
     summary = json.loads((tmp_path / "d" / "summary.json").read_text())["datasets"]
-    assert summary["tw_facts_mc"]["demo"]["n"] == 24 and summary["tw_facts_mc"]["test"]["n"] == 0
-    assert "tw_facts_mc/test: 0 distinct items" in capsys.readouterr().err
+    assert summary["tw_facts_mc"]["demo"]["n"] == 32 and summary["tw_facts_mc"]["test"]["n"] == 32
+    assert "tw_facts_mc/test: 32 distinct items" in capsys.readouterr().err
 
 
 def test_new_datasets_are_registered():

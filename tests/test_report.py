@@ -51,6 +51,21 @@ def test_pretraining_sentence_separates_interval_failures_from_small_rises():
     assert "The other 1 stayed below the threshold of 0.1" in text and "<b>flat</b>" in text
 
 
+def test_one_checkpoint_tables_with_empty_numeric_columns_read_as_numbers(tmp_path):
+    """A series of one checkpoint has no rise: the column is empty in groups.csv and must read
+    as numbers (it read as text and the report failed comparing it with min_rise)."""
+    (tmp_path / "groups.csv").write_text(
+        "eval_set,metric,first_step,last_step,first_value,last_value,rise,rise_ci_low,"
+        "rise_ci_high,learned_in,ft_train_task\n"
+        "paws,accuracy,0,0,0.5,0.5,,,,fine-tuning,\n")
+    g = report._read(tmp_path, "groups")
+    assert g.schema["rise"] == pl.Float64 and g.schema["rise_ci_low"] == pl.Float64
+    assert g.schema["ft_train_task"] == pl.String and g.schema["learned_in"] == pl.String
+    text = " ".join(bare(groups=g).pretraining())
+    assert "Of 1 evaluation sets, <b>0</b> were learned during pre-training" in text
+    assert "The other 1 stayed below the threshold of 0.1" in text
+
+
 @pytest.mark.parametrize("changes, words", [
     ((-0.057, -0.2), "fine-tuning lowered performance at every checkpoint; the smallest loss "
                      "was at step 100 (-0.057)"),
