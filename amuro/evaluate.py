@@ -302,10 +302,11 @@ def _evaluate_mc(model, tokenizer, s: EvalSet, items, demos, fmt, shots, plan, c
     blocks, shared = _shared_prefix(task, s, fmt, shots, demos, plan, tokenizer)
     prompts = Prompts(shared if plan["prefix_cache"] else None)
     for rec in items:
-        chosen = blocks if blocks is not None else [
-            "".join(render_example(task.template, fmt, d))
-            for d in draw_demonstrations(demos, shots, plan["seed"], str(rec["id"]))]
-        query = render_prompt(task.template, fmt, rec["fields"])
+        if blocks is None:
+            chosen, query = render_few_shot(task.template, fmt, draw_demonstrations(
+                demos, shots, plan["seed"], str(rec["id"])), rec)
+        else:
+            chosen, query = blocks, render_prompt(task.template, fmt, rec["fields"])
         try:
             if shared is not None:  # the fixed prefix, then the item's own context
                 stripped = query.rstrip()
