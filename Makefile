@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 RUN_ENV := PATH="$(CURDIR)/$(BIN):$$PATH" HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
 	HF_HUB_DISABLE_PROGRESS_BARS=1 MPLBACKEND=Agg TOKENIZERS_PARALLELISM=false
 
-.PHONY: setup study test lint clean
+.PHONY: setup study test lint clean bench
 
 setup: $(VENV)/.installed
 
@@ -31,6 +31,13 @@ study: setup
 
 test: setup
 	$(RUN_ENV) $(BIN)/python -m pytest -q
+
+# amuro against its peers (lm-eval, trl: the optional [bench] extra), each benchmarks/bench_*.py
+# at BENCH_THREADS threads, then benchmarks/RESULTS.md (benchmarks/collect.py).
+BENCH_THREADS ?= 1
+bench: setup
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e ".[bench]"
+	$(RUN_ENV) $(BIN)/python benchmarks/collect.py --run --threads $(BENCH_THREADS)
 
 lint: setup
 	$(RUN_ENV) $(BIN)/ruff check amuro tests benchmarks

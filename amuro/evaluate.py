@@ -330,7 +330,7 @@ def _evaluate_mc(model, tokenizer, s: EvalSet, items, demos, fmt, shots, plan, c
     scores: dict[str, list[float]] = {m: [] for m in MC_METRICS}
     for rec, res in zip(items, results, strict=True):
         choices = rec["fields"]["choices"]
-        picked = choose([ll for ll, _ in res], [c.strip() for c in choices])
+        picked = choose([ll for ll, _ in res], choices)  # acc_norm: len(choice), as lm-eval
         for m in MC_METRICS:
             preds[m].append(choices[picked[m]])
             scores[m].append(1.0 if picked[m] == rec["label"] else 0.0)

@@ -33,6 +33,7 @@ _T_START = time.perf_counter()
 
 import argparse  # noqa: E402
 import hashlib  # noqa: E402
+import inspect  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
 import random  # noqa: E402
@@ -254,8 +255,7 @@ def heldout_loss(model, examples, batch_size: int, pad_id: int, device: str, dty
                                    collate(examples[start: start + batch_size], pad_id))
         with torch.autocast(device.split(":")[0], dtype=dtype or torch.float32,
                             enabled=dtype is not None):
-            logits = model(input_ids=input_ids, attention_mask=mask).logits.float()
-        total += float(token_loss_sum(logits, labels))
+            total += float(completion_loss_sum(model, input_ids, mask, labels))
         count += int((labels[:, 1:] != IGNORE).sum())
     model.train()
     return total / max(count, 1)
@@ -454,14 +454,42 @@ def train_step(model, batch, params, optimizer, schedule, pad_id: int, ranks, dt
     n_global = distributed.total(n_local, ranks)
     with torch.autocast(device.split(":")[0], dtype=dtype or torch.float32,
                         enabled=dtype is not None):
-        logits = model(input_ids=input_ids, attention_mask=mask).logits
-    loss_sum = token_loss_sum(logits.float(), labels)
+        loss_sum = completion_loss_sum(model, input_ids, mask, labels)
     (loss_sum * ranks.world / max(n_global, 1)).backward()
     torch.nn.utils.clip_grad_norm_(params, 1.0)
     optimizer.step()
     schedule.step()
     optimizer.zero_grad(set_to_none=True)
     return distributed.total(loss_sum.item(), ranks) / max(n_global, 1)
+
+
+def completion_loss_sum(model, input_ids, mask, labels):
+    """Summed completion-token loss, projecting onto the vocabulary only where loss is taken.
+
+    A classification example carries loss on 2 of its ~35 tokens: the output layer and its
+    softmax over every position were ~15% of a fine-tuning step of the tiny model for
+    nothing. Positions are the union over the batch (`logits_to_keep`, which transformers'
+    causal LMs accept); a model without it gets every position's logits.
+    """
+    if not accepts_logits_to_keep(model):
+        return token_loss_sum(model(input_ids=input_ids, attention_mask=mask).logits.float(),
+                              labels)
+    target = labels[:, 1:]
+    keep = (target != IGNORE).any(dim=0).nonzero().squeeze(1)
+    if keep.numel() == 0:  # an empty share (see train_step): one masked position
+        keep = torch.zeros(1, dtype=torch.long, device=labels.device)
+    logits = model(input_ids=input_ids, attention_mask=mask, logits_to_keep=keep).logits
+    return torch.nn.functional.cross_entropy(
+        logits.float().reshape(-1, logits.size(-1)), target[:, keep].reshape(-1),
+        ignore_index=IGNORE, reduction="sum")
+
+
+def accepts_logits_to_keep(model) -> bool:
+    """Whether the causal LM under any DDP/FSDP/LoRA wrapper takes `logits_to_keep`."""
+    inner = getattr(model, "module", model)
+    if hasattr(inner, "get_base_model"):  # peft
+        inner = inner.get_base_model()
+    return "logits_to_keep" in inspect.signature(type(inner).forward).parameters
 
 
 def token_loss_sum(logits, labels):

@@ -2,11 +2,14 @@ r"""Prompt formats (paper Table 3) for every template family, as declarative dat
 
 Three formats exist for every family — including those the paper's code left without `io`:
 - `default`: `### Field:` headers with newlines between parts (Yang et al.'s layout); the
-  question-answer and multiple-choice families use lm-evaluation-harness's prompt instead (the
-  corpus's own `Question: / Answer:` lines): those are the tasks whose pattern pre-training is
-  meant to teach, and the paper evaluates the multiple-choice sets as lm-evaluation-harness does;
+  question-answer families use the corpus's own `Question: / Answer:` lines, and every
+  multiple-choice family is exactly lm-evaluation-harness's prompt for the benchmark it
+  copies (listed after the template table): the paper evaluates those sets as
+  lm-eval does, and an amuro score is then comparable with an lm-eval score of the same model;
 - `instruct`: a human-readable instruction, then the fields;
 - `io`: the raw input, then the output.
+`instruct` and `io` are the paper's other two phrasings (Table 3); they stay available for every
+family, the multiple-choice ones included.
 
 Every prompt ends without trailing whitespace and every completion is `" " + target`, so a
 label word is always scored as the same token sequence (with its leading space) in all formats.
@@ -57,8 +60,13 @@ pairwise (classification: LLMBar, labels 1/2)
             Output (1): {output_1}\nOutput (2): {output_2}\n\nAnswer:
   io        {instruction} {output_1} {output_2}
 
-arc (multiple_choice: ARC-easy/-challenge, OpenbookQA, SciQ without its passage)
+arc (multiple_choice: ARC-Easy/-Challenge, PIQA; SciQ without its passage)
   default   Question: {question}\nAnswer:
+  instruct  Answer the question.\n\nQuestion: {question}\n\nAnswer:
+  io        {question}
+
+openbookqa (multiple_choice: OpenBookQA, whose question stem the choice completes)
+  default   {question}
   instruct  Answer the question.\n\nQuestion: {question}\n\nAnswer:
   io        {question}
 
@@ -73,18 +81,49 @@ hellaswag (multiple_choice: `question` holds the context, each choice is an endi
   instruct  Complete the description with the most likely ending.\n\n{question}
   io        {question}
 
-boolq (multiple_choice: choices yes/no)
+boolq (multiple_choice: choices no/yes)
   default   {passage}\nQuestion: {question}?\nAnswer:
   instruct  Read the passage and answer the question with yes or no.\n\nPassage: {passage}\n
             Question: {question}?\n\nAnswer:
   io        {passage} {question}?
 
-lm-evaluation-harness equivalents of the `default` formats: arc_easy/arc_challenge, sciq
-(`{support}\nQuestion: {question}\nAnswer:`), hellaswag (its preprocessed context, which lm-eval
-prefixes with the activity label; the amuro adapter leaves that out) and boolq
-(`{passage}\nQuestion: {question}?\nAnswer:`). lm-eval prompts OpenbookQA with the bare question
-stem; here it uses `arc`. For hellaswag lm-eval's prompt already is the raw input, so its
-`default` and `io` formats coincide.
+lm-evaluation-harness equivalents: the `default` format of each multiple-choice family renders
+the string of lm-eval 0.4.13's `doc_to_text` for the record its adapter (amuro.data.adapters)
+writes, the record's `choices` are its `doc_to_choice` in the same order, and `label` its
+`doc_to_target`; each choice is scored as `target_delimiter` (" ") + choice, demonstrations are
+joined by its `fewshot_delimiter` ("\n\n"), and `acc` / `acc_norm` are its definitions
+(amuro.scoring.choose). tests/test_multiple_choice.py checks real rows against strings rendered
+by these definitions. Task YAMLs (lm_eval/tasks/...):
+
+- arc, adapter arc: tasks arc_easy, arc_challenge (arc/arc_easy.yaml, arc_challenge.yaml):
+  doc_to_text `Question: {{question}}\nAnswer:`, doc_to_choice `{{choices.text}}`,
+  doc_to_target `{{choices.label.index(answerKey)}}`.
+- arc, adapter piqa: task piqa (piqa/piqa.yaml): doc_to_text `Question: {{goal}}\nAnswer:`,
+  doc_to_choice `{{[sol1, sol2]}}`, doc_to_target `label`.
+- openbookqa, adapter openbookqa: task openbookqa (openbookqa/openbookqa.yaml): doc_to_text
+  `question_stem`, doc_to_choice `{{choices.text}}`, doc_to_target
+  `{{choices.label.index(answerKey.lstrip())}}`.
+- sciq, adapter sciq_mc: task sciq (sciq/sciq.yaml): doc_to_text
+  `{{support.lstrip()}}\nQuestion: {{question}}\nAnswer:`, doc_to_choice
+  `{{[distractor1, distractor2, distractor3, correct_answer]}}`, doc_to_target 3.
+- hellaswag, adapter hellaswag: task hellaswag (hellaswag/hellaswag.yaml, utils.py): doc_to_text
+  `{{query}}` = preprocess(activity_label + ": " + ctx_a + " " + ctx_b.capitalize()),
+  doc_to_choice `choices` = preprocess(each ending), doc_to_target `{{label}}`.
+- boolq, adapter boolq: task boolq (super_glue/boolq/default.yaml): doc_to_text
+  `{{passage}}\nQuestion: {{question}}?\nAnswer:`, doc_to_choice `["no", "yes"]`, doc_to_target
+  `label` (1 = true).
+
+What the adapters do for it: OpenBookQA's stem is the whole prompt (lm-eval has no
+`Question:`/`Answer:` lines there; the `arc` family on an OpenBookQA set is the former amuro
+prompt); HellaSwag's context gets the activity label and lm-eval's `preprocess` (WikiHow's
+`[title]` and `[step]` markers) and so do its endings, so for hellaswag `default` and `io`
+coincide; BoolQ's passage is SuperGLUE's, `<title> -- <passage>`, when the source row has a
+`title` (the original `dev.jsonl`; SuperGLUE's rows already carry it; the `google/boolq` hub
+export has dropped it, and a passage without it is not lm-eval's prompt); SciQ's support loses
+its leading whitespace only (`lstrip`). lm-eval's boolq task reports `acc` only; amuro also
+reports `acc_norm` by the same definition. Fields are read stripped of surrounding whitespace
+(lm-eval renders them raw): a source row with leading or trailing whitespace in a question or
+choice would differ (none of the shared samples has one).
 """
 
 from __future__ import annotations
@@ -159,6 +198,11 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "instruct": "Answer the question.\n\nQuestion: {question}\n\nAnswer:",
         "io": "{question}",
     },
+    "openbookqa": {
+        "default": "{question}",
+        "instruct": "Answer the question.\n\nQuestion: {question}\n\nAnswer:",
+        "io": "{question}",
+    },
     "sciq": {
         "default": "{passage}\nQuestion: {question}\nAnswer:",
         "instruct": (
@@ -183,7 +227,7 @@ TEMPLATES: dict[str, dict[str, str]] = {
 }
 
 # Families whose records are multiple choice (scored by log-likelihood of each choice).
-MULTIPLE_CHOICE_FAMILIES = frozenset({"arc", "sciq", "hellaswag", "boolq"})
+MULTIPLE_CHOICE_FAMILIES = frozenset({"arc", "openbookqa", "sciq", "hellaswag", "boolq"})
 # Fields a template renders even when empty: SciQ items without a support passage are real
 # (lm-evaluation-harness renders them with an empty one). Every other field must hold text.
 MAY_BE_EMPTY = {"sciq": ("passage",)}
@@ -252,5 +296,7 @@ def join_few_shot(blocks: list[str], query_prompt: str) -> str:
 
 
 def choice_completions(record: dict) -> list[str]:
-    """The completion scored for each choice of a multiple-choice record: `" " + choice`."""
-    return [completion(c) for c in record["fields"]["choices"]]
+    """The completion scored for each choice of a multiple-choice record: `" " + choice`, the
+    choice as the record has it (lm-eval's target_delimiter + doc_to_choice; adapters strip
+    every choice but HellaSwag's, which keep what lm-eval's preprocess leaves)."""
+    return [" " + c for c in record["fields"]["choices"]]

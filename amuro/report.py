@@ -75,7 +75,7 @@ def all_verdict(verdicts: list[str]) -> str:
         return "disagrees"
     return "inconclusive"
 TABLES = ["mrc", "mrc_summary", "ood", "groups", "ft_gain_by_group", "format", "format_summary",
-          "cost", "perf", "ft_vs_base"]
+          "format_change", "cost", "perf", "ft_vs_base"]
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1150px;
@@ -314,10 +314,16 @@ class Report:
             a, b = part.row(0, named=True), part.row(-1, named=True)
             trend = ("shrank" if b["mean_spread"] < a["mean_spread"] else
                      "grew" if b["mean_spread"] > a["mean_spread"] else "did not change")
+            change = self.t["format_change"].filter(pl.col("kind") == kind)
+            interval = ("" if change.height != 1 else
+                        f"; the change over the sets scored at both, "
+                        f"{signed(change['change'][0])}, "
+                        f"{ci(change['ci_low'][0], change['ci_high'][0])}, "
+                        f"{significance(change['ci_low'][0], change['ci_high'][0])}")
             out.append(f"Spread between the best and the worst prompt format, {kind} models, "
                        f"mean over {a['n_sets']} in-domain sets: <b>{num(a['mean_spread'])}</b> "
                        f"at step {a['step']:,} and <b>{num(b['mean_spread'])}</b> at step "
-                       f"{b['step']:,} (it {trend}).")
+                       f"{b['step']:,} (it {trend}{interval}).")
         f = self.t["format"].filter(pl.col("kind") == "fine-tuned")
         if f.height:
             worst = f.group_by("worst_format").len().sort("len", descending=True).row(0)
@@ -484,14 +490,13 @@ class Report:
                 f"{len(forget)} intervals lie below 0; the most negative, {shown[0]}, shown, "
                 f"in %)", "some change < 0", pct(shown[1]), shown[2], shown[3], v,
                 "ood, mrc_summary")
-        # (iv) format sensitivity shrinks with pre-training (no interval for the spread)
-        fs = t["format_summary"].filter(pl.col("kind") == "fine-tuned").sort("step")
-        if fs.height >= 2:
-            a, b = fs.row(0, named=True), fs.row(-1, named=True)
+        # (iv) format sensitivity shrinks with pre-training
+        for r in t["format_change"].filter(pl.col("kind") == "fine-tuned").iter_rows(named=True):
             add(f"iv) fine-tuned models' sensitivity to the prompt format shrinks with more "
-                f"pre-training: mean spread across formats, step {b['step']:,} minus step "
-                f"{a['step']:,}", "< 0", signed(b["mean_spread"] - a["mean_spread"]), None,
-                None, verdict(None, None, "<0"), "format_summary")
+                f"pre-training: mean spread across formats over {r['n_sets']} in-domain "
+                f"set(s), step {r['last_step']:,} minus step {r['first_step']:,}", "< 0",
+                signed(r["change"]), r["ci_low"], r["ci_high"],
+                verdict(r["ci_low"], r["ci_high"], "<0"), "format_change")
         # §6.2 MRC per direction
         for r in summary.iter_rows(named=True):
             claim = PAPER_MRC.get(r["direction"])
@@ -657,7 +662,8 @@ class Report:
                      ("ft_gain_by_group", t["ft_gain_by_group"])]),
             section("3. Task format (§6.1, Fig. 5, 13)", self.formats(),
                     ["fig05_format_examples", "fig13_formats_all"],
-                    [("format_summary", t["format_summary"]), ("format", t["format"])]),
+                    [("format_summary", t["format_summary"]), ("format_change", t["format_change"]),
+                     ("format", t["format"])]),
             section("4. Task transfer: mean ratio of change (§6.2, Fig. 11, 12)",
                     self.cross_task(),
                     ["fig11_cross_from_classification", "fig12_cross_from_generation"],

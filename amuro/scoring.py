@@ -1,20 +1,25 @@
 """Scoring prompts with a causal LM: classification by first sub-token, greedy generation, and
 log-likelihood of multiple-choice continuations.
 
-All three batch with LEFT padding so that every prompt's last token sits at the final position;
-prompts are sorted longest-first (less padding per batch, and an out-of-memory error shows up in
-the first batch) and results are put back in input order.
+Classification and generation batch with LEFT padding so that every prompt's last token sits at
+the final position; all three sort prompts longest-first (less padding per batch, and an
+out-of-memory error shows up in the first batch) and put results back in input order.
 
 Multiple choice (`loglik_choices`, after lm-evaluation-harness): each choice's score is the
-summed log-probability of its continuation tokens given the context. The context of an item is
-run ONCE; its key/value cache is then copied to one row per choice and every continuation is
-scored from it in a second pass, so a 4-choice item costs one context pass, not four.
-Tokenization follows lm-eval's `_encode_pair` (see `encode_choices`). `choose` turns the scores
-into the `acc` and `acc_norm` predictions.
+summed log-probability of its continuation tokens given the context. Unlike lm-eval (one
+sequence per choice, the context run again for each, the vocabulary's log-softmax at every
+position), an item's context and all its choices go into ONE row with a tree-shaped attention
+mask: the context runs once, each choice sees only the context and itself, short items share a
+row instead of being padded, and the output head and log-softmax run only at the positions that
+score a token. Tokenization follows lm-eval's `_encode_pair` (see `encode_choices`). `choose`
+turns the scores into the `acc` and `acc_norm` predictions.
 """
 
 from __future__ import annotations
 
+import bisect
+import contextlib
+import copy
 import inspect
 from collections.abc import Iterator, Sequence
 
@@ -312,15 +317,143 @@ def _select_cache(cache, index: torch.Tensor):
     raise AmuroError(f"cannot reuse a key/value cache of type {type(cache).__name__}")
 
 
-def _mc_batches(context_ids, choice_ids, batch_size: int) -> Iterator[list[int]]:
-    """Index lists of batches, longest (context + longest choice) first."""
+def _segment_lengths(context_ids, choice_ids) -> list[int]:
+    """Tokens each item feeds: its context, then every choice without its last token."""
+    return [len(ctx) + sum(len(c) - 1 for c in choices)
+            for ctx, choices in zip(context_ids, choice_ids, strict=True)]
+
+
+def _pack(lengths: list[int], batch_size: int) -> Iterator[list[list[int]]]:
+    """Batches of rows of item indices, longest items first.
+
+    A batch has up to `batch_size` rows as wide as its longest item (a padded batch of
+    `batch_size` items would be as large). Each row starts with one of the longest items left;
+    its free room is then filled with the longest items that still fit, so short items share
+    rows instead of being padded to the longest one.
+    """
     if batch_size < 1:
         raise AmuroError(f"batch_size must be >= 1, got {batch_size}")
-    def width(i):
-        return len(context_ids[i]) + max(len(c) for c in choice_ids[i])
-    order = sorted(range(len(context_ids)), key=lambda i: -width(i))
-    for start in range(0, len(order), batch_size):
-        yield order[start : start + batch_size]
+    pool = sorted((n, i) for i, n in enumerate(lengths))  # ascending; taken from the end
+    while pool:
+        width = pool[-1][0]
+        rows = [[pool.pop()] for _ in range(min(batch_size, len(pool)))]
+        for row in rows:
+            room = width - row[0][0]
+            while pool and room >= pool[0][0]:
+                n, i = pool.pop(bisect.bisect_right(pool, (room, len(lengths))) - 1)
+                row.append((n, i))
+                room -= n
+        yield [[i for _, i in row] for row in rows]
+
+
+def _mask_for(model, allowed: torch.Tensor) -> torch.Tensor:
+    """A (rows, 1, queries, keys) mask in the form the model's attention takes as given:
+    boolean (True = attend) for SDPA, additive float for eager attention."""
+    impl = getattr(getattr(model, "config", None), "_attn_implementation", "sdpa") or "sdpa"
+    if impl == "eager":
+        dtype = next(model.parameters()).dtype
+        return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(
+            ~allowed, torch.finfo(dtype).min)
+    if impl not in ("sdpa", "flex_attention"):
+        raise AmuroError(f"multiple choice needs SDPA or eager attention (a custom 4D mask), "
+                         f"the model uses {impl!r}")
+    return allowed
+
+
+@contextlib.contextmanager
+def _logits_at(model, rows: torch.Tensor, cols: torch.Tensor):
+    """Within the block, the model's output head sees only the hidden states at (rows, cols),
+    as one sequence: out.logits is (1, len(rows), vocab), any post-processing of the logits
+    (scaling, soft-capping) included. Models without an output-embedding module (test stubs)
+    return every position; `gather` picks the same ones."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    handle = None
+    if isinstance(head, torch.nn.Module):
+        handle = head.register_forward_pre_hook(
+            lambda module, args: (args[0][rows, cols][None], *args[1:]))
+
+    def gather(logits: torch.Tensor) -> torch.Tensor:
+        if handle is None:
+            return logits[rows, cols]
+        if logits.shape[:2] != (1, len(rows)):
+            raise AmuroError(f"{type(model).__name__}: its output head was not applied to the "
+                             "hidden states as expected (logits of shape "
+                             f"{tuple(logits.shape)})")
+        return logits[0]
+
+    try:
+        yield gather
+    finally:
+        if handle is not None:
+            handle.remove()
+
+
+# --- per-item attention ------------------------------------------------------------------------
+TREE_ATTENTION = "amuro_tree"  # registered with transformers' AttentionInterface
+_LAYOUT = "amuro_tree_layout"  # the forward() keyword that carries a batch's segments
+
+
+class _NoLayout(Exception):
+    """The model's attention was called without the layout (its forward() drops keywords)."""
+
+
+def _tree_attention(module, query, key, value, attention_mask, dropout: float = 0.0,
+                    scaling: float | None = None, **kwargs):
+    """Attention item by item (an AttentionInterface function): query (rows, heads, width, d),
+    key/value (rows, kv heads, prefix + width, d). Each item's segment of a row attends to the
+    shared prefix and to itself under its own tree mask (_PackedBatch), never to the other
+    items of the row: the cost is each item's length squared, not the row's; padding gets 0."""
+    segments = kwargs.get(_LAYOUT)
+    if segments is None:
+        raise _NoLayout
+    for name in ("softcap", "s_aux", "sinks", "position_bias"):
+        if kwargs.get(name) is not None:
+            raise AmuroError(f"multiple choice: the model's attention uses {name!r}, which "
+                             "per-item attention does not apply")
+    window = kwargs.get("sliding_window") or getattr(module, "sliding_window", None)
+    prefix = key.shape[2] - query.shape[2]
+    gqa = query.shape[1] != key.shape[1]
+    out = query.new_zeros(query.shape)
+    for r, row in enumerate(segments):
+        for start, end, mask in row:
+            if window and prefix + end - start > window:
+                raise AmuroError(f"multiple choice: an item of {prefix + end - start} tokens "
+                                 f"exceeds the model's sliding attention window ({window})")
+            k = key[r : r + 1, :, prefix + start : prefix + end]
+            v = value[r : r + 1, :, prefix + start : prefix + end]
+            if prefix:
+                k = torch.cat([key[r : r + 1, :, :prefix], k], dim=2)
+                v = torch.cat([value[r : r + 1, :, :prefix], v], dim=2)
+            out[r : r + 1, :, start:end] = torch.nn.functional.scaled_dot_product_attention(
+                query[r : r + 1, :, start:end], k, v, attn_mask=mask, is_causal=mask is None,
+                scale=scaling, enable_gqa=gqa)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def _tree_capable(model) -> bool:
+    """Models built on transformers' AttentionInterface can take _tree_attention for a while."""
+    cls = type(model)
+    return (hasattr(model, "set_attn_implementation")
+            and hasattr(cls, "_can_set_attn_implementation")
+            and bool(cls._can_set_attn_implementation()))
+
+
+@contextlib.contextmanager
+def _attention_implementation(model, name: str):
+    """The model runs with attention implementation `name` within the block, then with its
+    own again."""
+    before = model.config._attn_implementation
+    if name == TREE_ATTENTION:
+        from transformers import AttentionInterface
+
+        AttentionInterface.register(TREE_ATTENTION, _tree_attention)
+    model.set_attn_implementation(name)
+    if model.config._attn_implementation != name:
+        raise AmuroError(f"{type(model).__name__}: cannot switch its attention to {name!r}")
+    try:
+        yield
+    finally:
+        model.set_attn_implementation(before)
 
 
 def _check_mc_inputs(context_ids, choice_ids) -> None:
@@ -335,6 +468,100 @@ def _check_mc_inputs(context_ids, choice_ids) -> None:
             raise AmuroError(f"item {n}: a choice has no tokens")
 
 
+def _tree_mask(n_context: int, bodies: list[int], prefix: int) -> torch.Tensor | None:
+    """One item's mask, (its tokens, prefix + its tokens), True = attend: a context token sees
+    the context up to itself; a choice token sees the whole context and its own choice up to
+    itself; every token sees the prefix. None where that is plain causal attention."""
+    if prefix == 0 and not any(bodies):
+        return None
+    branch = torch.tensor([0] * n_context + [j + 1 for j, m in enumerate(bodies)
+                                             for _ in range(m)])
+    ar = torch.arange(len(branch))
+    own = (ar[None, :] <= ar[:, None]) & ((branch[None, :] == 0)
+                                          | (branch[None, :] == branch[:, None]))
+    return torch.cat([own.new_ones((len(branch), prefix)), own], dim=1)
+
+
+class _PackedBatch:
+    """The model inputs of one batch of packed rows, and where each choice token is scored.
+
+    Row layout per item: its context, then each choice without its last token. Positions:
+    the context counts from 0 (after the shared prefix, if any), each choice goes on from the
+    end of its own context. Attention (`segments` for _tree_attention, or `full_mask()` as one
+    mask): a context token sees its item's context up to itself; a choice token sees its
+    item's whole context and its own choice up to itself (a tree: the choices of an item never
+    see each other, items never see each other). A choice's first token is scored at its
+    context's last position, its k-th at its own (k-1)-th.
+    """
+
+    def __init__(self, rows, context_ids, choice_ids, first_choice, pad_id: int, prefix: int,
+                 device):
+        width = max(sum(len(context_ids[i]) + sum(len(c) - 1 for c in choice_ids[i])
+                        for i in row) for row in rows)
+        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        pos = torch.zeros((len(rows), width), dtype=torch.long)
+        self.item = torch.full((len(rows), width), -1, dtype=torch.long)
+        self.branch = torch.zeros((len(rows), width), dtype=torch.long)
+        self.segments: list[list[tuple[int, int, torch.Tensor | None]]] = []
+        sel_r: list[int] = []  # output positions needed (row, column)
+        sel_c: list[int] = []
+        tok_sel: list[int] = []  # per scored token: index into sel, target id, choice number
+        tok_tgt: list[int] = []
+        tok_choice: list[int] = []
+        for r, row in enumerate(rows):
+            t = 0
+            self.segments.append([])
+            for i in row:
+                ctx = context_ids[i]
+                n, begin = len(ctx), t
+                ids[r, t : t + n] = torch.tensor(ctx, dtype=torch.long)
+                pos[r, t : t + n] = torch.arange(n)
+                self.item[r, t : t + n] = i
+                t += n
+                last = len(sel_r)
+                sel_r.append(r)
+                sel_c.append(t - 1)
+                for j, choice in enumerate(choice_ids[i]):
+                    g = first_choice[i] + j
+                    tok_sel.append(last)
+                    tok_tgt.append(choice[0])
+                    tok_choice.append(g)
+                    m = len(choice) - 1
+                    if m == 0:
+                        continue
+                    ids[r, t : t + m] = torch.tensor(choice[:-1], dtype=torch.long)
+                    pos[r, t : t + m] = torch.arange(n, n + m)
+                    self.item[r, t : t + m] = i
+                    self.branch[r, t : t + m] = j + 1
+                    tok_sel.extend(range(len(sel_r), len(sel_r) + m))
+                    tok_tgt.extend(choice[1:])
+                    tok_choice.extend([g] * m)
+                    sel_r.extend([r] * m)
+                    sel_c.extend(range(t, t + m))
+                    t += m
+                mask = _tree_mask(n, [len(c) - 1 for c in choice_ids[i]], prefix)
+                self.segments[-1].append((begin, t, None if mask is None else mask.to(device)))
+        self.prefix = prefix
+        self.ids, self.pos = ids.to(device), (pos + prefix).to(device)
+        self.sel_r, self.sel_c = torch.tensor(sel_r, device=device), torch.tensor(sel_c,
+                                                                                  device=device)
+        self.tok_sel = torch.tensor(tok_sel, device=device)
+        self.tok_tgt = torch.tensor(tok_tgt, device=device)
+        self.tok_choice = torch.tensor(tok_choice)
+
+    def full_mask(self) -> torch.Tensor:
+        """Every row's attention as one (rows, 1, queries, prefix + keys) boolean mask."""
+        item, branch = self.item, self.branch
+        ar = torch.arange(item.shape[1])
+        same = (item[:, :, None] == item[:, None, :]) & (item[:, None, :] >= 0)
+        tree = (branch[:, None, :] == 0) | (branch[:, None, :] == branch[:, :, None])
+        # padding attends to itself only (a query that sees no key would give NaN)
+        allowed = (same & tree & (ar[None, :] <= ar[:, None])) | torch.eye(len(ar),
+                                                                           dtype=torch.bool)
+        allowed = torch.cat([allowed.new_ones(allowed.shape[:2] + (self.prefix,)), allowed], -1)
+        return allowed[:, None].to(self.ids.device)
+
+
 @torch.inference_mode()
 def loglik_choices(
     model,
@@ -346,62 +573,67 @@ def loglik_choices(
 ) -> list[list[tuple[float, int]]]:
     """For each item and each of its choices: (summed log-probability of the choice's tokens
     given the item's context, number of tokens); every context follows the shared
-    `prefix_ids`, if given (see _prefill).
+    `prefix_ids`, if given (its key/value cache computed once and given to every row).
 
-    Per batch of `batch_size` items: pass 1 runs the left-padded contexts with the cache on;
-    the last position's distribution scores every choice's first token. Pass 2 (skipped when
-    every choice of the batch is one token long) copies each item's cache to one row per
-    choice and runs the continuations without their last token (right-padded), whose outputs
-    score tokens 2..n. The context is never run twice. Log-probabilities are taken in float32.
-    `batch_size` counts items, so pass 2 holds up to batch_size x choices rows, each with its
-    own copy of the context's cache (memory: that many contexts' key/value tensors).
+    One forward pass per batch scores every choice of every item in it: each item's context
+    and all its choices (but their last tokens) are laid out one after the other in a row
+    (_PackedBatch), each choice attending only to its context and itself, so a context is run
+    once, no key/value cache is copied, and short items share rows (`_pack`: `batch_size`
+    rows as wide as the batch's longest item, about the size of a padded batch of
+    `batch_size` items). Attention runs item by item (_tree_attention, for models built on
+    transformers' AttentionInterface; others get the same pattern as one 4D mask), so an item
+    costs its own length squared, not its row's. The output head runs only at the positions
+    that score a token (an item's last context token, its choices' tokens but the last), and
+    the log-softmax over the vocabulary is taken there, in float32.
     """
     _check_mc_inputs(context_ids, choice_ids)
     device = next(model.parameters()).device
     pad_id = _pad_id(tokenizer)
-    cache_kwarg = _cache_kwarg(model)
-    results: list[list[tuple[float, int]] | None] = [None] * len(context_ids)
-    with _progress(len(context_ids), batch_size, "loglik") as bar:
-        for batch in _mc_batches(context_ids, choice_ids, batch_size):
-            ids, mask = _left_pad([context_ids[i] for i in batch], pad_id, device)
-            out, mask, last = _prefill(model, ids, mask, prefix_ids)
-            first = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)  # (items, vocab)
-            cache = _returned_cache(out)
-            del out  # the context's logits are no longer needed
-            # One row per (item, choice), items in batch order.
-            rows = [(b, c) for b, i in enumerate(batch) for c in choice_ids[i]]
-            owner = torch.tensor([b for b, _ in rows], dtype=torch.long, device=device)
-            heads = torch.tensor([c[0] for _, c in rows], dtype=torch.long, device=device)
-            scores = first[owner, heads]
-            width = max(len(c) for _, c in rows) - 1
-            if width > 0:
-                inp = torch.full((len(rows), width), pad_id, dtype=torch.long)
-                tgt = torch.zeros((len(rows), width), dtype=torch.long)
-                cmask = torch.zeros((len(rows), width), dtype=torch.long)
-                for r, (_, c) in enumerate(rows):
-                    inp[r, : len(c) - 1] = torch.tensor(c[:-1], dtype=torch.long)
-                    tgt[r, : len(c) - 1] = torch.tensor(c[1:], dtype=torch.long)
-                    cmask[r, : len(c) - 1] = 1
-                inp, tgt, cmask = inp.to(device), tgt.to(device), cmask.to(device)
-                cache = _select_cache(cache, owner)
-                # Continuations follow their own context: positions go on from its last token.
-                start = (last + 1).index_select(0, owner)
-                pos = start[:, None] + torch.arange(width, device=device)[None, :]
-                full_mask = torch.cat([mask.index_select(0, owner), cmask], dim=1)
-                out2 = model(input_ids=inp, attention_mask=full_mask, position_ids=pos,
-                             use_cache=True, **{cache_kwarg: cache})
-                logits = out2.logits.float()
-                token_lp = logits.gather(-1, tgt[..., None]).squeeze(-1) - logits.logsumexp(-1)
-                scores = scores + (token_lp * cmask).sum(-1)
-            del cache
-            flat = scores.tolist()
-            k = 0
-            for i in batch:
-                n = len(choice_ids[i])
-                results[i] = [(flat[k + j], len(choice_ids[i][j])) for j in range(n)]
-                k += n
-            bar.update(1)
-    return results  # type: ignore[return-value]
+    first_choice = np.cumsum([0] + [len(c) for c in choice_ids]).tolist()
+    scores = torch.zeros(first_choice[-1], dtype=torch.float32)
+    prefix_cache, prefix = None, len(prefix_ids or ())
+    if prefix_ids:
+        pre = torch.tensor([prefix_ids], dtype=torch.long, device=device)
+        prefix_cache = _returned_cache(model(input_ids=pre, use_cache=True,
+                                             **_last_logits_only(model)))
+    tree = _tree_capable(model)
+    lengths = _segment_lengths(context_ids, choice_ids)
+    with progress(len(context_ids), "loglik", unit="item", leave=False) as bar, \
+            contextlib.ExitStack() as attention:
+        if tree:
+            attention.enter_context(_attention_implementation(model, TREE_ATTENTION))
+        for rows in _pack(lengths, batch_size):
+            batch = _PackedBatch(rows, context_ids, choice_ids, first_choice, pad_id, prefix,
+                                 device)
+            kwargs: dict = {"use_cache": prefix_cache is not None}
+            if prefix_cache is not None:
+                kwargs[_cache_kwarg(model)] = _select_cache(
+                    copy.deepcopy(prefix_cache),
+                    torch.zeros(len(rows), dtype=torch.long, device=device))
+            with _logits_at(model, batch.sel_r, batch.sel_c) as gather:
+                try:
+                    if not tree:
+                        raise _NoLayout
+                    out = model(input_ids=batch.ids, position_ids=batch.pos,
+                                **{_LAYOUT: batch.segments}, **kwargs)
+                except _NoLayout:  # not AttentionInterface-based, or drops the keyword
+                    if tree:
+                        attention.close()
+                        tree = False
+                        if prefix_cache is not None:  # the failed call may have extended it
+                            kwargs[_cache_kwarg(model)] = _select_cache(
+                                copy.deepcopy(prefix_cache),
+                                torch.zeros(len(rows), dtype=torch.long, device=device))
+                    out = model(input_ids=batch.ids, position_ids=batch.pos,
+                                attention_mask=_mask_for(model, batch.full_mask()), **kwargs)
+                logp = gather(out.logits).float().log_softmax(-1)
+            del out, kwargs
+            token_lp = logp[batch.tok_sel, batch.tok_tgt].cpu()
+            scores.index_add_(0, batch.tok_choice, token_lp)
+            bar.update(sum(len(row) for row in rows))
+    flat = scores.tolist()
+    return [[(flat[first_choice[i] + j], len(c)) for j, c in enumerate(choices)]
+            for i, choices in enumerate(choice_ids)]
 
 
 def choose(loglikelihoods: Sequence[float], choices: Sequence[str]) -> dict[str, int]:

@@ -118,6 +118,12 @@ def _formats(args) -> None:
     spread = formats.format_spread(perf, args.base_shots, args.ft_shots)
     write_csv(spread, args.out, "spread across prompt formats")
     write_csv(formats.format_summary(spread), args.summary, "format spread per checkpoint")
+    if args.change:
+        if not args.scores:
+            raise AmuroError("--change needs --scores (the item scores it resamples)")
+        change = formats.spread_change(spread, load_scores(args.scores),
+                                       args.bootstrap_resamples, args.bootstrap_seed)
+        write_csv(change, args.change, "format spread, last minus first checkpoint")
 
 
 def _cost(args) -> None:
@@ -175,6 +181,11 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--ft-shots", type=int, default=4)
     f.add_argument("--out", required=True, metavar="CSV")
     f.add_argument("--summary", required=True, metavar="CSV")
+    f.add_argument("--scores", metavar="PARQUET", help="item scores (needed for --change)")
+    f.add_argument("--change", metavar="CSV",
+                   help="mean spread at the last checkpoint minus the first, with its interval")
+    f.add_argument("--bootstrap-resamples", type=int, default=1000)
+    f.add_argument("--bootstrap-seed", type=int, default=1)
     f.set_defaults(run=_formats)
 
     c = sub.add_parser("cost", help="compute per experiment type (Table 2)")

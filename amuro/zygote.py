@@ -42,9 +42,10 @@ IN_CHILD = "AMURO_ZYGOTE_CHILD"  # set in children: their own subprocesses start
 # polars, whose thread pool does not survive a fork (so the server never imports it), and
 # pre-training is one job that runs for minutes on several threads.
 SERVED = ("amuro.evaluate", "amuro.finetune")
-# Imported once by the server: the steps and the model classes the default series uses.
+# Imported once by the server: the steps, the model classes the default series uses, and
+# ROUGE's scorer (its nltk import cost each evaluation job ≈ 1.5 s on its first generation set).
 WARM = (*SERVED, "transformers.models.olmo.modeling_olmo",
-        "transformers.models.llama.modeling_llama")
+        "transformers.models.llama.modeling_llama", "rouge_score.rouge_scorer")
 _MAX_MESSAGE = 1 << 22
 
 
@@ -144,7 +145,10 @@ def serve(path: str, idle_exit: float) -> None:
     listener.listen(64)
     children: dict[int, socket.socket] = {}
     last = time.monotonic()
-    while children or time.monotonic() - last < idle_exit:
+    parent = os.getppid()
+    # Stop when idle, or once the command that started the server is gone (killed without a
+    # chance to stop it) and no job is left running.
+    while children or (time.monotonic() - last < idle_exit and os.getppid() == parent):
         ready, _, _ = select.select([listener], [], [], 0.05)
         if ready:
             conn, _ = listener.accept()
@@ -191,7 +195,15 @@ def run(command: list[str], path: Path) -> int:
         else:
             print("[zygote] the server did not start; the jobs import on their own",
                   file=sys.stderr)
-        return subprocess.call(command, env=env)
+        job = subprocess.Popen(command, env=env)
+        # `kill` of this process reaches the command too, and the server is still stopped
+        previous = {sig: signal.signal(sig, lambda signum, _f: job.send_signal(signum))
+                    for sig in (signal.SIGTERM, signal.SIGHUP)}
+        try:
+            return job.wait()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     finally:
         server.terminate()
         server.wait()

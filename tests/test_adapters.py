@@ -11,6 +11,7 @@ from shared_data import DATA
 
 from amuro.data.adapters import (
     ADAPTERS,
+    R_UNLABELED,
     R_UNLABELED_GLUE_PARA,
     Drop,
     SchemaError,
@@ -50,7 +51,7 @@ def test_registry_names_and_families():
     assert set(ADAPTERS) == {
         "xsum", "xlsum", "cnn_dailymail", "socialiqa", "sciq", "tweetqa", "mnli", "rte",
         "gpt3nli", "paws", "qqp", "stsb", "tulu", "arc", "openbookqa", "hellaswag", "boolq",
-        "sciq_mc", "llmbar",
+        "sciq_mc", "piqa", "llmbar",
     }
     for a in ADAPTERS.values():
         assert a.family in TEMPLATES or a.family in ("multiple_choice", "pairwise", "chat")
@@ -336,12 +337,34 @@ def test_hellaswag_int_and_string_labels(data):
     records, drops = run("hellaswag", rows)
     assert len(records) == 24 and not drops
     _check_mc(records)
-    assert records[0]["fields"]["question"] == "A man is sitting on a roof. he"
+    # lm-eval's process_docs: "<activity_label>: <ctx_a> <ctx_b.capitalize()>", preprocessed
+    assert records[0]["fields"]["question"] == (
+        "Roof shingle removal: A man is sitting on a roof. He")
     assert records[0]["label"] == 3 and records[0]["id"] == "24"
     as_strings = [{**r, "label": str(r["label"])} for r in rows]  # the hub's string labels
     assert run("hellaswag", as_strings)[0] == records
     _, drops = run("hellaswag", [{**rows[0], "label": ""}])
     assert list(drops) == ["missing label (null or empty) - the HellaSwag test split is unlabeled"]
+    # without ctx_a / ctx_b (and without an activity label) the row's ctx is the context
+    bare = {k: v for k, v in rows[0].items() if k not in ("ctx_a", "ctx_b", "activity_label")}
+    assert run("hellaswag", [bare])[0][0]["fields"]["question"] == "A man is sitting on a roof. he"
+
+
+def test_hellaswag_wikihow_markers_as_lm_eval():
+    """lm_eval/tasks/hellaswag/utils.py `preprocess` on WikiHow-style text (the shared sample
+    has ActivityNet rows only): " [title]" -> ". ", other [markers] dropped, "  " -> " "."""
+    from amuro.data.adapters import hellaswag_preprocess
+
+    assert hellaswag_preprocess(" Wash a dog [title] Fill a tub. [step] Put the dog in. ") == (
+        "Wash a dog. Fill a tub. Put the dog in.")
+    row = {"ind": 7, "activity_label": "Pets and Animals", "ctx_a": "[header] How to wash a dog",
+           "ctx_b": "[title] fill the tub.", "endings": ["[step] Add soap.", " Run away. "],
+           "label": "0"}
+    [rec], _ = run("hellaswag", [row])
+    # capitalize() lowers the rest; "[title] fill" -> ". fill"; an ending loses its leading
+    # space before the marker goes, so "[step] Add soap." keeps one (lm-eval scores "  Add soap.")
+    assert rec["fields"]["question"] == "Pets and Animals: How to wash a dog. fill the tub."
+    assert rec["fields"]["choices"] == [" Add soap.", "Run away."]
 
 
 def test_boolq_bools(data):
@@ -351,24 +374,46 @@ def test_boolq_bools(data):
     assert len(records) == 300 and not drops
     _check_mc(records)
     assert targets(records) == {"yes": 188, "no": 112}
-    assert records[0]["target"] == "no" and records[0]["label"] == 1
-    assert records[0]["fields"]["choices"] == ["yes", "no"]
-    assert records[0]["fields"]["passage"] == rows[0]["passage"].strip()
+    assert records[0]["target"] == "no" and records[0]["label"] == 0
+    assert records[0]["fields"]["choices"] == ["no", "yes"]  # lm-eval's doc_to_choice
+    # SuperGLUE's passage (what lm-eval reads): "<title> -- <passage>"
+    assert records[0]["fields"]["passage"] == "Ethanol fuel -- " + rows[0]["passage"].strip()
+    # a SuperGLUE row (title already in the passage, label 0/1) gives the same record
+    glue = {"question": rows[0]["question"], "idx": 0, "label": 0,
+            "passage": "Ethanol fuel -- " + rows[0]["passage"]}
+    assert run("boolq", [glue])[0][0]["fields"] == records[0]["fields"]
 
 
-def test_sciq_mc_seeded_shuffle(data):
+def test_sciq_mc_lm_eval_choice_order(data):
     rows = read_rows(data / "sciq/test.json")
     records, drops = run("sciq_mc", rows)
     assert len(records) == 300 and not drops  # empty support is allowed here
     _check_mc(records)
-    for row, rec in zip(rows, records, strict=True):
-        assert rec["target"] == row["correct_answer"]
-        assert sorted(rec["fields"]["choices"]) == sorted(
-            [row["correct_answer"], row["distractor1"], row["distractor2"], row["distractor3"]])
-    assert run("sciq_mc", rows)[0] == records  # deterministic
-    assert len(collections.Counter(r["label"] for r in records)) == 4  # not always first
-    other, _ = run("sciq_mc", rows, seed=7)
-    assert [r["label"] for r in other] != [r["label"] for r in records]
+    for row, rec in zip(rows, records, strict=True):  # lm_eval/tasks/sciq/sciq.yaml
+        assert rec["fields"]["choices"] == [row["distractor1"], row["distractor2"],
+                                            row["distractor3"], row["correct_answer"]]
+        assert rec["label"] == 3 and rec["target"] == row["correct_answer"]
+        assert rec["fields"]["passage"] == row["support"].lstrip()
+    lead = {**rows[0], "support": "\n " + rows[0]["support"] + "\n"}
+    assert run("sciq_mc", [lead])[0][0]["fields"]["passage"] == rows[0]["support"] + "\n"
+
+
+def test_piqa_hub_row_and_labels_file(tmp_path):
+    """PIQA (not among the shared samples): a hub-schema row (baber/piqa: goal, sol1, sol2,
+    label), and the original valid.jsonl + valid-labels.lst layout."""
+    row = {"goal": "To keep a door open,", "sol1": "wedge a doorstop under it.",
+           "sol2": "wedge a pillow on top of it.", "label": 0}
+    [rec], _ = run("piqa", [row])
+    assert rec["fields"] == {"question": "To keep a door open,",
+                             "choices": ["wedge a doorstop under it.",
+                                         "wedge a pillow on top of it."]}
+    assert (rec["label"], rec["target"]) == (0, "wedge a doorstop under it.")
+    assert get_adapter("piqa").kind == "multiple_choice"
+    unlabeled = {k: v for k, v in row.items() if k != "label"}
+    joined = attach_labels([unlabeled], ["1"], data_path="valid.jsonl",
+                           labels_path="valid-labels.lst")
+    assert run("piqa", joined)[0][0]["label"] == 1
+    assert list(run("piqa", [{**row, "label": -1}])[1]) == [R_UNLABELED]
 
 
 def test_llmbar(data):

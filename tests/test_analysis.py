@@ -461,6 +461,45 @@ def test_format_spread_best_worst_and_summary():
         ("base", 2, 0.1875, 0.375), ("fine-tuned", 2, 0.3125, 0.5)]
 
 
+
+def test_format_spread_change_matches_a_brute_force_joint_bootstrap():
+    """Finding iv's interval: every replicate redraws the items (and seeds) of the set once and
+    recomputes each format's score from that draw before taking best − worst."""
+    rng = np.random.default_rng(7)
+    s = Study()
+    scores = {}
+    for step in (100, 200):
+        for fmt in ("default", "instruct", "io"):
+            s.base("mnli", None, step, fmt=fmt, scores=rng.integers(0, 2, N).astype(float))
+            for seed in (1, 2):
+                x = rng.integers(0, 2, N).astype(float)
+                scores[(step, fmt, seed)] = x
+                s.ft("nli", "mnli", None, step, role="ID", fmt=fmt, seed=seed, scores=x)
+    perf, book = s.perf(), s.book()
+    spread = formats.format_spread(perf, 4, 0)
+    change = formats.spread_change(spread, book, B, SEED)
+    assert change.columns == formats.CHANGE_COLUMNS
+    ft = one(change, kind="fine-tuned")
+    summary = formats.format_summary(spread)
+    means = {r["step"]: r["mean_spread"] for r in
+             summary.filter(pl.col("kind") == "fine-tuned").iter_rows(named=True)}
+    assert ft["change"] == pytest.approx(means[200] - means[100])
+    assert (ft["first_step"], ft["last_step"], ft["n_sets"]) == (100, 200, 1)
+    joint = book.joint(B, SEED)
+    items, seed_draws = joint.item_indices("mnli"), joint.seed_indices()
+    axis = joint.seed_axis
+    reps = []
+    for r in range(B):
+        spreads = {}
+        for step in (100, 200):
+            v = [np.mean([scores[(step, fmt, axis[k])][items[r]].mean() for k in seed_draws[r]])
+                 for fmt in ("default", "instruct", "io")]
+            spreads[step] = max(v) - min(v)
+        reps.append(spreads[200] - spreads[100])
+    low, high = np.quantile(reps, [0.025, 0.975])
+    assert (ft["ci_low"], ft["ci_high"]) == (pytest.approx(low), pytest.approx(high))
+    assert one(change, kind="base")["n_sets"] == 1  # the base curve gets its change too
+
 # --- cost -----------------------------------------------------------------------------------
 
 BENCH_HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time"
@@ -681,6 +720,10 @@ def test_tables_cli_writes_every_table(tmp_path, capsys):
     assert one(spread, step=100, kind="fine-tuned", eval_set="mnli")["spread"] == 0.375
     assert one(spread, step=100, kind="base", eval_set="mnli")["spread"] == 0.0
     assert pl.read_csv(tmp_path / "format_summary.csv").height == 4
+    code, err = run(["formats", "--perf", perf, "--ft-shots", 0, "--out", tmp_path / "f.csv",
+                     "--summary", tmp_path / "fs.csv", "--change", tmp_path / "fc.csv"], capsys)
+    assert code == 2 and err.strip().endswith("--change needs --scores (the item scores it "
+                                              "resamples)")
 
     job = eval_job(tmp_path, "ev", "sft", [("mnli", "ID", "default", 3),
                                            ("xsum", "cross", "default", 1)])

@@ -15,12 +15,14 @@ import torch
 from shared_data import DATA
 
 import amuro.prompts as prompts
+import amuro.scoring as scoring
 from amuro.errors import AmuroError, run_cli
 from amuro.evaluate import _check_records, fit_choices, main
 from amuro.prompts import (
     FORMATS,
     MULTIPLE_CHOICE_FAMILIES,
     TEMPLATES,
+    join_few_shot,
     render_few_shot,
     render_prompt,
 )
@@ -29,6 +31,7 @@ from amuro.scoring import (
     _cache_kwarg,
     _greedy_batch,
     _left_pad,
+    _pack,
     choose,
     classify,
     encode_choices,
@@ -99,12 +102,95 @@ def test_lm_eval_style_default_prompts():
         "The sky is blue.\nQuestion: is the sky blue?\nAnswer:")
     assert render_prompt("hellaswag", "default", {"question": "A man is", "choices": []}) == (
         "A man is")
+    assert render_prompt("openbookqa", "default", f) == "Which gas do plants take in?"
     pair = {"instruction": "Say hi.", "output_1": "Hi!", "output_2": "Bye."}
     text = render_prompt("pairwise", "instruct", pair, ("1", "2"))
     assert text.startswith("Which output is better? Answer 1 or 2.\n\nInstruction: Say hi.\n")
     assert "Output (1): Hi!\nOutput (2): Bye.\n\nAnswer:" in text
     assert "Which output is better? Answer 1 or 2." in render_prompt("pairwise", "default", pair,
                                                                      ("1", "2"))
+
+
+# Real rows of ../shared/data as lm-evaluation-harness 0.4.13 renders them: the strings below are
+# its doc_to_text / doc_to_choice / doc_to_target for these rows, written out by hand from the
+# task YAML named (lm-eval is only in the optional [bench] extra, so tests do not import it;
+# benchmarks/bench_mc.py compares every item against lm-eval's own task objects).
+LM_EVAL_ROWS = [  # (adapter, sample file, row, family, doc_to_text, doc_to_choice, target)
+    # arc/arc_easy.yaml (arc_challenge.yaml includes it): "Question: {{question}}\nAnswer:",
+    # choices "{{choices.text}}", target "{{choices.label.index(answerKey)}}"
+    ("arc", "arc_challenge/test.jsonl", 0, "arc",
+     "Question: An astronomer observes that a planet rotates faster after a meteorite impact. "
+     "Which is the most likely effect of this increase in rotation?\nAnswer:",
+     ["Planetary density will decrease.", "Planetary years will become longer.",
+      "Planetary days will become shorter.", "Planetary gravity will become stronger."], 2),
+    ("arc", "arc_easy/test.json", 0, "arc",
+     "Question: Which statement best explains why photosynthesis is the foundation of most food "
+     "webs?\nAnswer:",
+     ["Sunlight is the source of energy for nearly all ecosystems.",
+      "Most ecosystems are found on land instead of in water.",
+      "Carbon dioxide is more available than other gases.",
+      "The producers in all ecosystems are plants."], 0),
+    # openbookqa/openbookqa.yaml: doc_to_text question_stem (no Question:/Answer: lines)
+    ("openbookqa", "openbookqa/test.jsonl", 1, "openbookqa",
+     "There is most likely going to be fog around:",
+     ["a marsh", "a tundra", "the plains", "a desert"], 0),
+    # sciq/sciq.yaml: "{{support.lstrip()}}\nQuestion: {{question}}\nAnswer:",
+    # choices "{{[distractor1, distractor2, distractor3, correct_answer]}}", target 3
+    ("sciq_mc", "sciq/test.json", 59, "sciq",
+     "Smooth muscle regulates air flow in lungs.\nQuestion: Which kind of muscle regulates air "
+     "flow in lungs?\nAnswer:", ["vascular", "striated", "alveoli", "smooth"], 3),
+    ("sciq_mc", "sciq/test.json", 35, "sciq",  # empty support: the prompt starts with "\n"
+     "\nQuestion: In what type of animals may a body cavity be present or absent?\nAnswer:",
+     ["vertebrate", "bicellular", "nonvascular", "triploblastic"], 3),
+    # super_glue/boolq/default.yaml: "{{passage}}\nQuestion: {{question}}?\nAnswer:" over
+    # SuperGLUE's passage "<title> -- <passage>", choices ["no", "yes"], target label
+    ("boolq", "boolq/dev.jsonl", 106, "boolq",
+     "Gambling in Australia -- Gamblers' winnings in Australia are not taxed . There are 3 main "
+     "reasons for that:\nQuestion: do you pay tax on gambling winnings in australia?\nAnswer:",
+     ["no", "yes"], 0),
+    ("boolq", "boolq/dev.jsonl", 8, "boolq",
+     "American entry into Canada by land -- Persons driving into Canada must have their "
+     "vehicle's registration document and proof of insurance.\nQuestion: can u drive in canada "
+     "with us license?\nAnswer:", ["no", "yes"], 1),
+    # hellaswag/hellaswag.yaml + utils.py: "{{query}}" = preprocess(activity_label + ": " +
+    # ctx_a + " " + ctx_b.capitalize()), choices preprocess(ending), target label
+    ("hellaswag", "hellaswag/val.jsonl", 0, "hellaswag",
+     "Roof shingle removal: A man is sitting on a roof. He",
+     ["is using wrap to wrap a pair of skis.", "is ripping level tiles off.",
+      "is holding a rubik's cube.", "starts pulling up roofing on a roof."], 3),
+    ("hellaswag", "hellaswag/val.jsonl", 1, "hellaswag",
+     "Clean and jerk: A lady walks to a barbell. She bends down and grabs the pole. The lady",
+     ["swings and lands in her arms.", "pulls the barbell forward.",
+      "pulls a rope attached to the barbell.", "stands and lifts the weight over her head."], 3),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("adapter,path,row,family,text,choices,target", LM_EVAL_ROWS)
+def test_default_prompts_are_lm_eval_task_definitions(adapter, path, row, family, text, choices,
+                                                      target):
+    if not DATA.is_dir():
+        pytest.skip(f"real data samples not found at {DATA}")
+    from amuro.data.adapters import get_adapter
+    from amuro.data.readers import read_rows
+
+    rec = get_adapter(adapter).apply(read_rows(DATA / path)[row], index=row)
+    assert render_prompt(family, "default", rec["fields"]) == text
+    assert rec["fields"]["choices"] == choices and rec["label"] == target
+    # target_delimiter " " + each choice is what is scored; demonstrations show the gold one
+    assert prompts.choice_completions(rec) == [" " + c for c in choices]
+    blocks, query = render_few_shot(family, "default", [rec], rec)
+    assert join_few_shot(blocks, query) == text + " " + choices[target] + "\n\n" + text
+
+
+def test_piqa_renders_as_lm_eval():
+    """piqa/piqa.yaml: "Question: {{goal}}\nAnswer:", choices [sol1, sol2] (the arc family)."""
+    from amuro.data.adapters import get_adapter
+
+    rec = get_adapter("piqa").apply({"goal": "How do I open a jar?", "sol1": "Twist the lid.",
+                                     "sol2": "Shake it.", "label": 0}, index=0)
+    assert render_prompt("arc", "default", rec["fields"]) == (
+        "Question: How do I open a jar?\nAnswer:")
+    assert prompts.choice_completions(rec) == [" Twist the lid.", " Shake it."]
 
 
 def test_mc_demonstrations_show_the_correct_choice():
@@ -116,6 +202,7 @@ def test_mc_demonstrations_show_the_correct_choice():
 
 REAL_MC = [  # (adapter, sample file, family)
     ("arc", "arc_challenge/test.jsonl", "arc"), ("arc", "arc_easy/test.json", "arc"),
+    ("openbookqa", "openbookqa/test.jsonl", "openbookqa"),
     ("openbookqa", "openbookqa/test.jsonl", "arc"), ("hellaswag", "hellaswag/val.jsonl",
                                                      "hellaswag"),
     ("boolq", "boolq/dev.jsonl", "boolq"), ("sciq_mc", "sciq/test.json", "sciq"),
@@ -292,14 +379,18 @@ def test_single_token_choices_need_one_pass():
 
 
 def _tiny_model(kind: str):
+    """olmo, llama (SDPA attention, grouped KV heads), llama_eager (eager attention)."""
     from transformers import LlamaConfig, LlamaForCausalLM, OlmoConfig, OlmoForCausalLM
 
     common = dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                   num_attention_heads=4, max_position_embeddings=128, pad_token_id=0,
                   bos_token_id=1, eos_token_id=1)  # fmt: skip
     torch.manual_seed(0)
-    if kind == "llama":
-        return LlamaForCausalLM(LlamaConfig(**common, num_key_value_heads=2)).eval()
+    if kind.startswith("llama"):
+        config = LlamaConfig(**common, num_key_value_heads=2)
+        if kind == "llama_eager":
+            config._attn_implementation = "eager"
+        return LlamaForCausalLM(config).eval()
     return OlmoForCausalLM(OlmoConfig(**common, num_key_value_heads=4)).eval()
 
 
@@ -319,9 +410,13 @@ def _naive(model, ctx, cont) -> float:
     return sum(logp[len(ctx) - 1 + k, t].item() for k, t in enumerate(cont))
 
 
-@pytest.mark.parametrize("kind", ["olmo", "llama"])
-def test_cache_reuse_equals_full_sequence_scoring(kind):
+@pytest.mark.parametrize("tree", [True, False], ids=["per-item attention", "one 4D mask"])
+@pytest.mark.parametrize("kind", ["olmo", "llama", "llama_eager"])
+def test_packed_scoring_equals_full_sequence_scoring(kind, tree, monkeypatch):
     model = _tiny_model(kind)
+    own = model.config._attn_implementation
+    if not tree:  # a model that is not built on transformers' AttentionInterface
+        monkeypatch.setattr(scoring, "_tree_capable", lambda model: False)
     tok = SimpleNamespace(pad_token_id=0, eos_token_id=1)
     ctxs, choices = _random_items(11)
     naive = [[_naive(model, c, ch) for ch in chs] for c, chs in zip(ctxs, choices, strict=True)]
@@ -337,6 +432,30 @@ def test_cache_reuse_equals_full_sequence_scoring(kind):
     for k, i in enumerate(perm):
         assert [ll for ll, _ in shuffled[k]] == pytest.approx(
             [ll for ll, _ in runs[1][i]], abs=1e-4)  # fmt: skip
+    assert model.config._attn_implementation == own  # switched back
+
+
+def test_model_that_drops_keywords_falls_back_to_one_mask():
+    """A forward() that does not pass keywords on to its attention: the batch runs again with
+    the tree as one 4D mask (the shared prefix's cache copied again), same scores."""
+    model = _tiny_model("llama")
+    tok = SimpleNamespace(pad_token_id=0, eos_token_id=1)
+    ctxs, choices = _random_items(7, seed=4)
+    prefix = [5, 9, 2]
+    want = loglik_choices(model, tok, ctxs, choices, 3, prefix_ids=prefix)
+    seen = []
+
+    def drop(module, args, kwargs):
+        seen.append(scoring._LAYOUT in kwargs)
+        kwargs.pop(scoring._LAYOUT, None)
+        return args, kwargs
+
+    model.model.register_forward_pre_hook(drop, with_kwargs=True)
+    got = loglik_choices(model, tok, ctxs, choices, 3, prefix_ids=prefix)
+    assert seen[:3] == [False, True, False]  # the prefix, the tree try, the mask retry
+    assert model.config._attn_implementation == "sdpa"
+    for g, w in zip(got, want, strict=True):
+        assert [ll for ll, _ in g] == pytest.approx([ll for ll, _ in w], abs=1e-4)
 
 
 @pytest.mark.parametrize("kind", ["olmo", "llama"])
@@ -368,24 +487,39 @@ def test_shared_prefix_cache_equals_full_sequences(kind):
                                             _cache_kwarg(model))
 
 
-def test_each_context_is_encoded_once():
+def test_one_pass_per_batch_each_context_once():
     model = _tiny_model("olmo")
     calls = []
     model.register_forward_pre_hook(
         lambda mod, args, kwargs: calls.append(kwargs["input_ids"].clone()), with_kwargs=True)
+    heads = []
+    model.get_output_embeddings().register_forward_hook(
+        lambda mod, args, out: heads.append(tuple(args[0].shape)))
     tok = SimpleNamespace(pad_token_id=0, eos_token_id=1)
     ctxs, choices = _random_items(10, seed=5)
     loglik_choices(model, tok, ctxs, choices, batch_size=4)
-    # Every batch: one pass over its contexts, then one over its continuations (from the cache).
-    assert len(calls) == 2 * 3
-    context_passes, choice_passes = calls[0::2], calls[1::2]
-    fed_context = [t for ids in calls for t in ids.flatten().tolist() if 2 <= t < 32]
-    assert sorted(fed_context) == sorted(t for c in ctxs for t in c)  # each context token once
-    batch_sizes = [len(ids) for ids in context_passes]
-    assert batch_sizes == [4, 4, 2]
-    assert sum(len(ids) for ids in choice_passes) == sum(len(c) for c in choices)
-    # Longest first: the first batch's contexts are the widest.
-    assert context_passes[0].shape[1] >= context_passes[1].shape[1] >= context_passes[2].shape[1]
+    lengths = [len(c) + sum(len(x) - 1 for x in chs) for c, chs in zip(ctxs, choices, strict=True)]
+    batches = list(_pack(lengths, 4))
+    assert len(calls) == len(batches)  # one forward pass per batch, contexts and choices in it
+    fed = [t for ids in calls for t in ids.flatten().tolist()]
+    assert sorted(t for t in fed if 2 <= t < 32) == sorted(t for c in ctxs for t in c)
+    assert sorted(t for t in fed if t >= 32) == sorted(t for chs in choices for c in chs
+                                                       for t in c[:-1])
+    for ids, rows in zip(calls, batches, strict=True):
+        assert ids.shape == (len(rows), max(sum(lengths[i] for i in row) for row in rows))
+    # the output head sees only the scored positions: one per item, one per choice token
+    # but its last
+    assert sum(h[1] for h in heads) == sum(1 + sum(len(c) - 1 for c in chs) for chs in choices)
+
+
+def test_pack_fills_rows_with_short_items():
+    # width 10: rows [10] and [9 + 1]; then width 3: rows [3] and [2 + 1]
+    assert list(_pack([10, 9, 3, 2, 1, 1], 2)) == [[[0], [1, 5]], [[2], [3, 4]]]
+    assert list(_pack([4, 4, 4], 1)) == [[[2]], [[1]], [[0]]]
+    assert [len(b) for b in _pack([2] * 9, 4)] == [4, 4, 1]  # equal lengths: nothing to fill
+    assert list(_pack([4, 2, 2, 2, 1], 2)) == [[[0], [3, 2]], [[1], [4]]]  # 4 | 2+2; 2 | 1
+    with pytest.raises(AmuroError, match="batch_size must be >= 1"):
+        list(_pack([1], 0))
 
 
 def test_loglik_rejects_bad_input():

@@ -198,6 +198,38 @@ def test_multiple_choice_and_chat_outputs(data, tmp_path):
 
 
 # --- one-line errors --------------------------------------------------------------------------
+def test_prepared_mc_files_render_lm_eval_prompts(data, tmp_path):
+    """The written records carry what lm-eval's task definitions read: BoolQ's title (SuperGLUE's
+    passage "<title> -- <passage>", super_glue/boolq/default.yaml), HellaSwag's activity label
+    (hellaswag/utils.py process_docs), SciQ's choices in lm-eval's order (sciq/sciq.yaml)."""
+    from amuro.prompts import render_prompt
+
+    prepare(tmp_path / "boolq", "--name", "boolq", "--adapter", "boolq",
+            "--split", f"test={data / 'boolq/dev.jsonl'}", "--demo-size", "0")
+    rows = [json.loads(line) for line in (data / "boolq/dev.jsonl").read_text().splitlines()]
+    recs = {r["id"]: r for r in load(tmp_path / "boolq/test.jsonl")}
+    rec = recs["boolq-test-8"]
+    assert render_prompt("boolq", "default", rec["fields"]) == (
+        "American entry into Canada by land -- Persons driving into Canada must have their "
+        "vehicle's registration document and proof of insurance.\nQuestion: can u drive in "
+        "canada with us license?\nAnswer:")
+    assert (rec["fields"]["choices"], rec["label"]) == (["no", "yes"], 1)
+    assert all(recs[f"boolq-test-{i}"]["fields"]["passage"] == f"{r['title']} -- {r['passage']}"
+               for i, r in enumerate(rows))
+    prepare(tmp_path / "hs", "--name", "hellaswag", "--adapter", "hellaswag",
+            "--split", f"test={data / 'hellaswag/val.jsonl'}", "--demo-size", "0")
+    rec = load(tmp_path / "hs/test.jsonl")[1]
+    assert render_prompt("hellaswag", "default", rec["fields"]) == (
+        "Clean and jerk: A lady walks to a barbell. She bends down and grabs the pole. The lady")
+    prepare(tmp_path / "sciq", "--name", "sciq_mc", "--adapter", "sciq_mc",
+            "--split", f"test={data / 'sciq/test.json'}", "--demo-size", "0")
+    rec = load(tmp_path / "sciq/test.jsonl")[59]
+    assert rec["fields"]["choices"] == ["vascular", "striated", "alveoli", "smooth"]
+    assert render_prompt("sciq", "default", rec["fields"]) == (
+        "Smooth muscle regulates air flow in lungs.\nQuestion: Which kind of muscle regulates "
+        "air flow in lungs?\nAnswer:")
+
+
 def test_cli_errors_are_one_line(data, tmp_path, capsys):
     out = ["--out-dir", str(tmp_path / "o")]
     paws = f"test={data / 'paws/dev.tsv'}"

@@ -11,7 +11,13 @@ from conftest import SERIES_MODEL as MODEL
 from conftest import SERIES_TRAIN as TRAIN
 
 from amuro.errors import AmuroError
-from amuro.finetune import IGNORE, linear_schedule, pack_sequences
+from amuro.finetune import (
+    IGNORE,
+    completion_loss_sum,
+    linear_schedule,
+    pack_sequences,
+    token_loss_sum,
+)
 from amuro.finetune import main as finetune_main
 from amuro.io import sha256_file
 from amuro.modeling import load_model, load_tokenizer
@@ -80,6 +86,30 @@ def test_packed_finetune_steps_over_records_in_few_shot_sequences(nli_series, tm
     settings = json.loads((out / "settings.json").read_text())
     # 48 records, 2 sequences of 3 records per step: 8 steps an epoch
     assert settings["n_examples"] == 48 and settings["steps"] == 16
+
+
+def test_completion_logits_give_the_full_logits_loss_and_gradient(nli_series):
+    """Projecting only the positions that carry loss changes neither the loss nor a gradient."""
+    model = load_model(nli_series / "ckpt" / "step10")
+    torch.manual_seed(0)
+    ids = torch.randint(3, 60, (3, 12))
+    mask = torch.ones_like(ids)
+    mask[2, 9:] = 0
+    labels = torch.full_like(ids, IGNORE)
+    labels[0, 5:7], labels[1, 9:11], labels[2, 3] = ids[0, 5:7], ids[1, 9:11], ids[2, 3]
+    grads = []
+    for loss_fn in (lambda: token_loss_sum(model(input_ids=ids, attention_mask=mask)
+                                           .logits.float(), labels),
+                    lambda: completion_loss_sum(model, ids, mask, labels)):
+        model.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        grads.append((loss.item(), model.get_input_embeddings().weight.grad.clone()))
+    assert grads[1][0] == pytest.approx(grads[0][0], rel=1e-5)
+    assert torch.allclose(grads[1][1], grads[0][1], atol=1e-6)
+    # A batch share with no labelled token costs nothing and still runs the model.
+    empty = torch.full_like(ids, IGNORE)
+    assert completion_loss_sum(model, ids, mask, empty).item() == 0.0
 
 
 def test_pack_sequences_joins_blocks_like_a_few_shot_prompt():

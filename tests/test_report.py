@@ -126,8 +126,10 @@ def test_figures_and_report_end_to_end(tmp_path):
     run(tables.main, ["ood", *common, "--out", tmp_path / "ood.csv"])
     run(tables.main, ["groups", *common, "--out", tmp_path / "groups.csv",
                       "--gain", tmp_path / "ft_gain_by_group.csv"])
-    run(tables.main, ["formats", "--perf", perf_csv, "--out", tmp_path / "format.csv",
-                      "--summary", tmp_path / "format_summary.csv"])
+    run(tables.main, ["formats", "--perf", perf_csv, "--scores", scores,
+                      "--bootstrap-resamples", B, "--out", tmp_path / "format.csv",
+                      "--summary", tmp_path / "format_summary.csv",
+                      "--change", tmp_path / "format_change.csv"])
     pl.DataFrame([("fine-tuning", "nli", 2, 0.01, 0.01, 0.0, "cpu")], schema=COST_SCHEMA,
                  orient="row").write_csv(tmp_path / "cost.csv")
 
@@ -150,7 +152,8 @@ def test_figures_and_report_end_to_end(tmp_path):
     assert "Paper vs this run" in page and "Verdict rule:" in page
 
     r = bare(**{n: pl.read_csv(tmp_path / f"{n}.csv") for n in
-                ("groups", "ft_gain_by_group", "ood", "mrc_summary", "format_summary")})
+                ("groups", "ft_gain_by_group", "ood", "mrc_summary", "format_summary",
+                 "format_change")})
     _, versus = r.paper_vs_run()
     got = dict(zip([f.split(":")[0] for f in versus["finding"]], versus["verdict"],
                    strict=False))
@@ -159,8 +162,12 @@ def test_figures_and_report_end_to_end(tmp_path):
     assert got["iii) fine-tuning can make the model forget tasks and domain knowledge"] == (
         "agrees")  # classification -> generation: 0.125 vs 0.5
     assert got["§6.2 mean ratio of change, generation->classification (in %)"] == "agrees"
-    assert got["iv) fine-tuned models' sensitivity to the prompt format shrinks with more "
-               "pre-training"] == "inconclusive (no interval)"
+    iv = versus.filter(pl.col("finding").str.starts_with("iv)")).row(0, named=True)
+    change = pl.read_csv(tmp_path / "format_change.csv").filter(pl.col("kind") == "fine-tuned")
+    # the designed study's spreads are equal at both checkpoints: no change, in every draw
+    assert change["change"].to_list() == [0.0] and change["n_sets"].to_list() == [2]
+    assert (iv["this run"], iv["95% interval"], iv["verdict"]) == (
+        "+0.000", "0.000 to 0.000", "inconclusive")
     # degenerate cells: every xsum cell (top_share 0.95), counted and listed
     n_xsum = perf.filter(pl.col("eval_set") == "xsum").height
     assert f"<b>{n_xsum}</b> of {perf.height} cells are degenerate" in page

@@ -110,6 +110,8 @@ REFUSED = {
     "evaluate.formats[]": (_at("evaluate.formats", [H]), "evaluate.formats.0"),
     "evaluate.finetuned_formats": (_at("evaluate.finetuned_formats", H),
                                    "evaluate.finetuned_formats"),
+    "evaluate.base_zero_shot_formats[]": (_at("evaluate.base_zero_shot_formats", [H]),
+                                          "evaluate.base_zero_shot_formats.0"),
     "evaluate.finetuned_zero_shot_formats[]": (_at("evaluate.finetuned_zero_shot_formats", [H]),
                                                "evaluate.finetuned_zero_shot_formats.0"),
     "evaluate.demonstrations": (_at("evaluate.demonstrations", H), "evaluate.demonstrations"),

@@ -271,7 +271,7 @@ def test_end_to_end_small_study(local_toy_study, tmp_path):
 
 
 TABLES = ["perf", "ft_vs_base", "mrc", "mrc_summary", "ood", "groups", "ft_gain_by_group",
-          "format", "format_summary", "cost"]
+          "format", "format_summary", "format_change", "cost"]
 FIGURES = ["fig02_base_fewshot", "fig03_ft_vs_base_examples", "fig04_gain_by_group",
            "fig05_format_examples", "fig06_ood_examples", "fig07_ood_ratio",
            "fig08_untrained_sets", "fig09_ft_vs_base_id", "fig10_ft_vs_base_ood",

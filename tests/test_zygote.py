@@ -71,3 +71,36 @@ def test_without_a_server_a_step_runs_in_its_own_process(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "amuro.finetune", "--help"], env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.startswith("usage: python -m amuro.finetune")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_killing_the_wrapper_stops_the_command_and_the_server(tmp_path):
+    """`kill` of `python -m amuro.zygote snakemake ...` must not leave Snakemake or the
+    pre-imported server running (the server used to wait an hour for more jobs)."""
+    wrapper = subprocess.Popen(
+        [sys.executable, "-m", "amuro.zygote", "bash", "-c",
+         'echo "$AMURO_ZYGOTE $$" > started; sleep 60'],
+        cwd=tmp_path, env=ENV)
+    started = tmp_path / "started"
+    deadline = time.monotonic() + 60
+    while not (started.is_file() and started.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    socket_path, command_pid = started.read_text().split()
+    server = subprocess.run(["pgrep", "-f", f"amuro.zygote --serve {socket_path}"],
+                            capture_output=True, text=True).stdout.split()
+    assert len(server) == 1
+    wrapper.send_signal(signal.SIGTERM)
+    assert wrapper.wait(timeout=30) != 0
+    deadline = time.monotonic() + 30
+    while (_alive(int(command_pid)) or _alive(int(server[0]))) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(int(command_pid)), "the command outlived its wrapper"
+    assert not _alive(int(server[0])), "the zygote server outlived its wrapper"
+    assert not Path(socket_path).exists()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -386,12 +385,28 @@ def _openbookqa(row, ctx):
     return _lettered_mc(row, ctx, ("question_stem", "question"))
 
 
+def hellaswag_preprocess(text: str) -> str:
+    """lm-eval's HellaSwag `preprocess` (lm_eval/tasks/hellaswag/utils.py): strip, WikiHow's
+    " [title]" becomes ". ", other bracketed markers ([step], [header], ...) go, and double
+    spaces become single (one pass, as there)."""
+    text = text.strip()
+    text = text.replace(" [title]", ". ")
+    text = re.sub("\\[.*?\\]", "", text)
+    return text.replace("  ", " ")
+
+
 def _hellaswag(row, ctx):
-    if "ctx" in row:
-        context = _text(row, "ctx")
+    """lm-eval's `process_docs`: the query is preprocess(activity_label + ": " + ctx_a + " " +
+    ctx_b.capitalize()) and each choice preprocess(ending). A row without ctx_a/ctx_b uses its
+    `ctx`; one without an activity label has no "label: " prefix."""
+    if "ctx_a" in row:
+        _text(row, "ctx_a")  # a drop if empty
+        context = str(row["ctx_a"]) + " " + str(row.get("ctx_b") or "").capitalize()
     else:
-        context = " ".join(x for x in (_text(row, "ctx_a"), str(row.get("ctx_b") or "").strip())
-                           if x)
+        context = _text(row, "ctx", expected="'ctx_a'/'ctx_b' or 'ctx'")
+    label_text = row.get("activity_label")
+    if isinstance(label_text, str) and label_text.strip():
+        context = label_text + ": " + context
     endings = row[_pick(row, "endings", expected="a field 'endings' (list of 4 texts)")]
     if not isinstance(endings, (list, tuple)):
         raise _Dropped("endings is not a list")
@@ -401,13 +416,21 @@ def _hellaswag(row, ctx):
     label = _as_int(value)
     if label is None or not 0 <= label < len(endings):
         raise _Dropped("unknown label (expected an index into endings)")
-    choices = [str(e).strip() for e in endings]
-    return _mc_record(ctx, row, context, choices, label, None, "ind", "id")
+    choices = [hellaswag_preprocess(str(e)) for e in endings]
+    return _mc_record(ctx, row, hellaswag_preprocess(context), choices, label, None, "ind", "id")
+
+
+BOOLQ_CHOICES = ["no", "yes"]  # lm-eval's doc_to_choice; label 1 = the answer is true
 
 
 def _boolq(row, ctx):
+    """SuperGLUE's BoolQ, which lm-eval reads: the passage is `<title> -- <passage>` when the
+    row has a title (the original files); SuperGLUE rows carry it in the passage already."""
     question = _text(row, "question")
     passage = _text(row, "passage")
+    title = row.get("title")
+    if isinstance(title, str) and title.strip():
+        passage = f"{title.strip()} -- {passage}"
     name = _pick(row, "answer", "label", expected="'answer' (bool) or 'label' (0/1)")
     value = row[name]
     if _is_missing(value):
@@ -421,22 +444,34 @@ def _boolq(row, ctx):
         if number not in (0, 1):
             raise _Dropped("unknown label (expected true/false)")
         value = bool(number)
-    return _mc_record(ctx, row, question, list(YES_NO), 0 if value else 1, passage, "idx", "id")
+    return _mc_record(ctx, row, question, list(BOOLQ_CHOICES), int(value), passage, "idx", "id")
 
 
 def _sciq_mc(row, ctx):
+    """lm-eval's sciq: choices [distractor1, distractor2, distractor3, correct_answer] (so the
+    label is 3), the support passage with its leading whitespace removed (may be empty)."""
     question = _text(row, "question")
     correct = _text(row, "correct_answer")
     distractors = [_text(row, f"distractor{i}") for i in (1, 2, 3)]
     support = row.get("support")
-    passage = support.strip() if isinstance(support, str) else ""
-    rid = _source_id(row, ctx, "id")
-    perm = [0, 1, 2, 3]  # 0 = the correct answer; the order is seeded per item id
-    random.Random(f"{ctx.seed}:{rid}").shuffle(perm)
-    items = [correct, *distractors]
-    rec = _mc_record(ctx, row, question, [items[i] for i in perm], perm.index(0), passage, "id")
-    rec["id"] = rid
-    return rec
+    passage = support.lstrip() if isinstance(support, str) else ""
+    return _mc_record(ctx, row, question, [*distractors, correct], 3, passage, "id")
+
+
+def _piqa(row, ctx):
+    """lm-eval's piqa: `Question: {goal}` (the arc family), choices [sol1, sol2]."""
+    goal = _text(row, "goal")
+    sols = [_text(row, "sol1"), _text(row, "sol2")]
+    value = row[_pick(row, "label", expected="a field 'label' (0/1; the original files keep "
+                      "labels in a separate .lst file: pass --labels-file SPLIT=PATH)")]
+    if _is_missing(value):
+        raise _Dropped(R_MISSING_LABEL)
+    label = _as_int(value)
+    if label == -1:
+        raise _Dropped(R_UNLABELED)
+    if label not in (0, 1):
+        raise _Dropped("unknown label (expected 0/1)")
+    return _mc_record(ctx, row, goal, sols, label, None, "id")
 
 
 def _llmbar(row, ctx):
@@ -484,10 +519,12 @@ ADAPTERS: dict[str, Adapter] = {a.name: a for a in [
             "choices{text[],label[]} (hub), answerKey", _openbookqa),
     Adapter("hellaswag", "multiple_choice", (), "ind, ctx (or ctx_a/ctx_b), endings [4], "
             "label int or string", _hellaswag),
-    Adapter("boolq", "multiple_choice", YES_NO, "question, passage, answer bool (or label 0/1)",
-            _boolq),
+    Adapter("boolq", "multiple_choice", YES_NO,
+            "question, passage, title (optional), answer bool (or label 0/1)", _boolq),
     Adapter("sciq_mc", "multiple_choice", (),
             "question, correct_answer, distractor1-3, support", _sciq_mc),
+    Adapter("piqa", "multiple_choice", (), "goal, sol1, sol2, label 0/1 (in the row or a labels "
+            "file)", _piqa),
     Adapter("llmbar", "pairwise", ("1", "2"), "input, output_1, output_2, label 1/2", _llmbar),
 ]}
 

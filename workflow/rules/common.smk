@@ -87,13 +87,15 @@ def validate_config(cfg):
         if cmp[key] not in allowed:
             config_error(f"analysis.compare.{key}: {cmp[key]!r} is not evaluated; expected one "
                          f"of evaluate.{field} {allowed}")
-    zero = ev["finetuned_zero_shot_formats"]
-    if zero is not None and not set(zero) <= set(ev["formats"]):
-        config_error(f"evaluate.finetuned_zero_shot_formats: {zero} must be among "
-                     f"evaluate.formats {ev['formats']}")
-    if (zero is not None and cmp["finetuned_shots"] == 0 and cmp["format"] not in zero):
-        config_error(f"analysis.compare.format: {cmp['format']!r} is not scored 0-shot; "
-                     f"expected one of evaluate.finetuned_zero_shot_formats {zero}")
+    for who in ("base", "finetuned"):
+        key = f"{who}_zero_shot_formats"
+        zero = ev[key]
+        if zero is not None and not set(zero) <= set(ev["formats"]):
+            config_error(f"evaluate.{key}: {zero} must be among evaluate.formats "
+                         f"{ev['formats']}")
+        if zero is not None and cmp[f"{who}_shots"] == 0 and cmp["format"] not in zero:
+            config_error(f"analysis.compare.format: {cmp['format']!r} is not scored 0-shot; "
+                         f"expected one of evaluate.{key} {zero}")
     for name in cfg["finetune"].get("per_task", {}):
         if name not in cfg["tasks"]:
             config_error(f"finetune.per_task.{name}: unknown task; expected one of "
@@ -473,8 +475,10 @@ def eval_plan(wildcards):
     plan = {"sets": sets, "formats": ev["formats"], "shots": shots, "seed": ev["seed"],
             "batch_size": ev["batch_size"], "max_items": ev["max_items"],
             "demonstrations": ev["demonstrations"]}
-    if wildcards.tuning != "base" and ev["finetuned_zero_shot_formats"] is not None:
-        plan["zero_shot_formats"] = ev["finetuned_zero_shot_formats"]
+    zero = ev["base_zero_shot_formats" if wildcards.tuning == "base"
+              else "finetuned_zero_shot_formats"]
+    if zero is not None:
+        plan["zero_shot_formats"] = zero
     trained = train_task_of(wildcards.tuning)
     if wildcards.tuning != "base" and ev["finetuned_formats"] == "in_domain":
         compared = [config["analysis"]["compare"]["format"]]
@@ -560,7 +564,7 @@ def cost_jobs(wildcards=None):
 
 
 TABLES = ["perf", "ft_vs_base", "mrc", "mrc_summary", "ood", "groups", "ft_gain_by_group",
-          "format", "format_summary", "cost"]
+          "format", "format_summary", "format_change", "cost"]
 
 
 def final_outputs():

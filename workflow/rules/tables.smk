@@ -64,12 +64,16 @@ rule table_groups:
 rule table_formats:
     input:
         perf="results/perf.csv",
+        scores="results/scores.parquet",
     output:
         spread="results/format.csv",
         summary="results/format_summary.csv",
+        change="results/format_change.csv",
     params:
         base_shots=config["analysis"]["compare"]["base_shots"],
         ft_shots=config["analysis"]["compare"]["finetuned_shots"],
+        resamples=config["analysis"]["bootstrap"]["resamples"],
+        seed=config["analysis"]["bootstrap"]["seed"],
     localrule: True
     log:
         "logs/tables/formats.log",
@@ -78,7 +82,9 @@ rule table_formats:
     shell:
         "python -m amuro.tables formats --perf {input.perf:q}"
         " --base-shots {params.base_shots:q} --ft-shots {params.ft_shots:q}"
-        " --out {output.spread:q} --summary {output.summary:q} 2> {log:q}"
+        " --scores {input.scores:q} --bootstrap-resamples {params.resamples:q}"
+        " --bootstrap-seed {params.seed:q} --out {output.spread:q}"
+        " --summary {output.summary:q} --change {output.change:q} 2> {log:q}"
 
 
 # Benchmark files are written by Snakemake after each job, so they are read, not declared as
