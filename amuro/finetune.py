@@ -471,13 +471,11 @@ def completion_loss_sum(model, input_ids, mask, labels):
     nothing. Positions are the union over the batch (`logits_to_keep`, which transformers'
     causal LMs accept); a model without it gets every position's logits.
     """
-    if not accepts_logits_to_keep(model):
-        return token_loss_sum(model(input_ids=input_ids, attention_mask=mask).logits.float(),
-                              labels)
     target = labels[:, 1:]
     keep = (target != IGNORE).any(dim=0).nonzero().squeeze(1)
-    if keep.numel() == 0:  # an empty share (see train_step): one masked position
-        keep = torch.zeros(1, dtype=torch.long, device=labels.device)
+    if keep.numel() == 0 or not accepts_logits_to_keep(model):  # (an empty share: train_step)
+        return token_loss_sum(model(input_ids=input_ids, attention_mask=mask).logits.float(),
+                              labels)
     logits = model(input_ids=input_ids, attention_mask=mask, logits_to_keep=keep).logits
     return torch.nn.functional.cross_entropy(
         logits.float().reshape(-1, logits.size(-1)), target[:, keep].reshape(-1),
