@@ -32,6 +32,7 @@ import time
 _T_START = time.perf_counter()
 
 import argparse  # noqa: E402
+import functools  # noqa: E402
 import hashlib  # noqa: E402
 import inspect  # noqa: E402
 import math  # noqa: E402
@@ -487,7 +488,12 @@ def accepts_logits_to_keep(model) -> bool:
     inner = getattr(model, "module", model)
     if hasattr(inner, "get_base_model"):  # peft
         inner = inner.get_base_model()
-    return "logits_to_keep" in inspect.signature(type(inner).forward).parameters
+    return _forward_takes_logits_to_keep(type(inner))
+
+
+@functools.cache
+def _forward_takes_logits_to_keep(cls) -> bool:  # once per class, not once per step
+    return "logits_to_keep" in inspect.signature(cls.forward).parameters
 
 
 def token_loss_sum(logits, labels):

@@ -116,7 +116,7 @@ def _cells_by_format(book: ScoreBook) -> dict[tuple, dict[str, dict[int, tuple]]
             book.cells.items():
         if tuning == BASE_TUNING:
             kind = BASE_KIND
-        elif train_task and tuning != BASE_TUNING:
+        elif train_task:
             kind = FT_KIND
         else:
             continue
